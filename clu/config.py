@@ -188,3 +188,42 @@ __all__ = [
     "replace_from",
     "to_dict",
 ]
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if v is None:
+        raise ValueError("TOML has no null; leave the key out")
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dump_toml(data: Mapping[str, Any], _prefix: str = "") -> str:
+    """A small TOML writer for config data: scalars, lists, nested tables and arrays of tables."""
+    lines: list[str] = []
+    tables: list[tuple[str, Mapping[str, Any]]] = []
+    arrays: list[tuple[str, list[Mapping[str, Any]]]] = []
+    for k, v in data.items():
+        if v is None:
+            continue
+        if isinstance(v, Mapping):
+            tables.append((k, v))
+        elif isinstance(v, (list, tuple)) and v and all(isinstance(x, Mapping) for x in v):
+            arrays.append((k, list(v)))
+        else:
+            lines.append(f"{k} = {_toml_value(v)}")
+    out = "\n".join(lines) + ("\n" if lines else "")
+    for k, v in tables:
+        name = f"{_prefix}{k}"
+        out += f"\n[{name}]\n" + dump_toml(v, f"{name}.")
+    for k, items in arrays:
+        name = f"{_prefix}{k}"
+        for item in items:
+            out += f"\n[[{name}]]\n" + dump_toml(item, f"{name}.")
+    return out

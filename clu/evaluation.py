@@ -1,0 +1,155 @@
+"""Evaluate a model after an event: every §8 metric, from the ground truth of the stream.
+
+:class:`StreamState` is what the driver knows (learned, forgotten); :func:`evaluate` runs the model
+once over the sets it needs and calls the pure functions of :mod:`clu.metrics` and :mod:`clu.mia`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from clu import metrics as M
+from clu.data.base import Dataset
+from clu.events import Step
+from clu.mia import entropy_mia
+
+LogitsFn = Callable[[Tensor, Tensor], Tensor]
+"""(x, y) → logits; y is used only for the task-aware head mask (task ids are known at test time)."""
+
+# The per-event metrics, in output order.
+EVENT_METRICS = ("TA", "RA", "FA", "FA_test", "NA", "OA", "MIA", "MIA_attack_acc", "MIA_thr", "KL")
+GAPPED = ("TA", "RA", "FA", "FA_test", "MIA")
+
+
+@dataclass
+class StreamState:
+    """What has been learned and forgotten so far (the driver's ground truth, not the strategy's)."""
+
+    retained_ids: set[int] = field(default_factory=set)
+    forgotten_ids: set[int] = field(default_factory=set)
+    task_classes: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    """Every task learned so far (task-aware: its classes even after F)."""
+    forgotten_classes: set[int] = field(default_factory=set)
+    newest_task: int | None = None
+
+    def apply(self, step: Step) -> None:
+        if step.unlearn is not None:
+            ids = set(step.unlearn.sample_ids)
+            self.retained_ids -= ids
+            self.forgotten_ids |= ids
+            self.forgotten_classes |= set(step.unlearn.target_classes)
+        if step.learn is not None:
+            ids = set(step.learn.sample_ids)
+            self.retained_ids |= ids
+            self.forgotten_ids -= ids
+            self.forgotten_classes -= set(step.learn.classes)
+            self.task_classes[step.learn.task_id] = step.learn.classes
+            self.newest_task = step.learn.task_id
+
+    @property
+    def retained_classes(self) -> set[int]:
+        learned = {c for cs in self.task_classes.values() for c in cs}
+        return learned - self.forgotten_classes
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Softmax outputs and labels of one set of samples."""
+
+    probs: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def pred(self) -> np.ndarray:
+        return self.probs.argmax(1) if len(self.probs) else np.empty(0, dtype=np.int64)
+
+    def acc(self, mask: np.ndarray | None = None) -> float | None:
+        if mask is None:
+            return M.accuracy(self.pred, self.labels)
+        return M.accuracy(self.pred[mask], self.labels[mask])
+
+
+@torch.no_grad()
+def outputs(logits_fn: LogitsFn, x: Tensor, y: Tensor, data: Dataset, device: torch.device, batch: int = 1024) -> Outputs:
+    probs = []
+    for i in range(0, len(y), batch):
+        xb = data.inputs(x[i : i + batch]).to(device)
+        yb = y[i : i + batch].to(device)
+        probs.append(torch.softmax(logits_fn(xb, yb).float(), 1).cpu())
+    p = torch.cat(probs).numpy() if probs else np.empty((0, data.num_classes), dtype=np.float32)
+    return Outputs(p.astype(np.float64), y.numpy())
+
+
+def _train_outputs(logits_fn: LogitsFn, data: Dataset, ids: set[int], device: torch.device) -> Outputs:
+    idx = torch.tensor(sorted(ids), dtype=torch.long)
+    return outputs(logits_fn, data.x_train[idx], data.y_train[idx], data, device)
+
+
+def evaluate(
+    logits_fn: LogitsFn,
+    data: Dataset,
+    state: StreamState,
+    step: Step,
+    *,
+    device: torch.device,
+    seed: int,
+    oracle_forget_probs: np.ndarray | None = None,
+) -> tuple[dict[str, float | None], dict[int, float | None], np.ndarray]:
+    """All per-event metrics, the per-task test accuracies, and the softmax on D_U* (for KL to the oracle)."""
+    test = outputs(logits_fn, data.x_test, data.y_test, data, device)
+    retained = _train_outputs(logits_fn, data, state.retained_ids, device)
+    forgotten = _train_outputs(logits_fn, data, state.forgotten_ids, device)
+
+    kept = np.isin(test.labels, sorted(state.retained_classes))
+    gone = np.isin(test.labels, sorted(state.forgotten_classes))
+    newest = state.task_classes.get(state.newest_task, ()) if step.learn is not None else ()
+    older = np.isin(test.labels, sorted(state.retained_classes - set(state.task_classes.get(state.newest_task, ()))))
+
+    values: dict[str, float | None] = {
+        "TA": test.acc(kept),
+        "RA": retained.acc(),
+        "FA": forgotten.acc(),
+        "FA_test": test.acc(gone) if gone.any() else None,
+        "NA": test.acc(np.isin(test.labels, newest)) if newest else None,
+        "OA": test.acc(older) if older.any() else None,
+    }
+    mia = entropy_mia(retained.probs, retained.labels, test.probs[kept], test.labels[kept], forgotten.probs, seed)
+    values.update(MIA=mia.member_rate, MIA_attack_acc=mia.attack_acc, MIA_thr=mia.member_rate_thr)
+    values["KL"] = (
+        M.kl_divergence(oracle_forget_probs, forgotten.probs)
+        if oracle_forget_probs is not None and len(forgotten.probs)
+        else None
+    )
+    per_task = {
+        t: test.acc(np.isin(test.labels, [c for c in cs if c not in state.forgotten_classes]))
+        for t, cs in sorted(state.task_classes.items())
+        if any(c not in state.forgotten_classes for c in cs)
+    }
+    return values, per_task, forgotten.probs
+
+
+def with_gaps(values: dict[str, float | None], oracle: dict[str, float | None]) -> dict[str, float | None]:
+    """``values`` plus ``<metric>_gap`` (absolute difference to the oracle) and ``AvgGap``."""
+    gaps = {m: M.gap(values.get(m), oracle.get(m)) for m in GAPPED}
+    out = dict(values)
+    out.update({f"{m}_gap": g for m, g in gaps.items()})
+    out["AvgGap"] = M.avg_gap(gaps)
+    return out
+
+
+def run_summary(per_event: list[dict], per_task: list[dict[int, float | None]]) -> dict[str, float | None]:
+    """Whole-run figures: average incremental accuracy, BWT and forgetting from the accuracy matrix."""
+    learn_rows = [i for i, e in enumerate(per_event) if "learn" in e["kind"]]
+    aia = M.average_incremental_accuracy([per_event[i]["TA"] for i in learn_rows if per_event[i]["TA"] is not None])
+    tasks = sorted({t for row in per_task for t in row})
+    acc = np.full((len(learn_rows), len(tasks)), np.nan)
+    for r, i in enumerate(learn_rows):
+        for c, t in enumerate(tasks):
+            v = per_task[i].get(t)
+            acc[r, c] = np.nan if v is None else v
+    return {"AIA": aia, "BWT": M.bwt(acc) if len(tasks) else None, "Forgetting": M.forgetting(acc) if len(tasks) else None}

@@ -1,0 +1,96 @@
+"""The run folder (DESIGN §9): atomic writes, the result files, checkpoints for resume.
+
+Every file is written to a temporary name in the same folder and renamed, so a reader (or a crash) never
+sees half a file. Result files are open formats: TOML, JSONL, CSV, JSON, PNG.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from clu.config import ConfigError
+
+METRICS_HEADER = ("strategy", "seed", "step", "event_kind", "metric", "value")
+TIMINGS_HEADER = ("strategy", "seed", "step", "event_kind", "time_s")
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def format_value(v: float | None) -> str:
+    """CSV cell of a metric: exact repr of the float, empty for a metric that does not apply."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return ""
+    return repr(float(v))
+
+
+def csv_text(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def prepare_out(path: Path, *, resume: bool = False) -> Path:
+    """Create the results folder; refuse a non-empty one unless resuming, and an unwritable one."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError("--out exists and is not a folder", file=path)
+    if not resume and path.is_dir() and any(path.iterdir()):
+        raise ConfigError("--out is not empty; choose a new folder (or --resume it)", file=path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--out is not writable ({e.strerror})", file=path) from None
+    return path
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+# -------------------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_path(run_dir: Path, label: str, event_index: int) -> Path:
+    return run_dir / "checkpoints" / label / f"event-{event_index:03d}.pt"
+
+
+def save_checkpoint(run_dir: Path, label: str, event_index: int, payload: dict[str, Any]) -> Path:
+    """Strategy state + records so far after event ``event_index`` (atomic)."""
+    buf = io.BytesIO()
+    torch.save({"event_index": event_index, **payload}, buf)
+    path = checkpoint_path(run_dir, label, event_index)
+    write_atomic(path, buf.getvalue())
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def latest_checkpoint(run_dir: Path, label: str) -> Path | None:
+    files = sorted((run_dir / "checkpoints" / label).glob("event-*.pt"))
+    return files[-1] if files else None

@@ -1,0 +1,41 @@
+"""``er_rl``: replay; on a request, purge, then train on the forget set with random wrong labels + buffer CE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from clu.events import UnlearnRequest
+from clu.strategies.base import UnlearnConfig
+from clu.strategies.er import ReplayLearner
+from clu.strategies.registry import register_strategy
+from clu.update import FastTerm, cross_entropy
+
+
+@dataclass(frozen=True)
+class ERRLConfig(UnlearnConfig):
+    """Random relabelling of D_U (labels drawn from the retained classes) jointly with buffer CE."""
+
+
+@register_strategy("er_rl", "replay; purge, then random-label training on the forget set + buffer CE")
+class ERRL(ReplayLearner):
+    config_class = ERRLConfig
+    cfg: ERRLConfig
+
+    def relabel_loss(self, forget: Iterator[torch.Tensor]) -> torch.Tensor:
+        """CE of a forget batch against random wrong labels from the retained classes."""
+        x, y = self.batch(next(forget))
+        return cross_entropy(self.logits(x, y), self.random_labels(y, sorted(self.known_classes)))
+
+    def forget(self, request: UnlearnRequest, *, then_learn: bool) -> None:
+        forget = self.cycle(torch.tensor(request.sample_ids))
+        self.unlearn_phase(
+            self.cfg.unlearn_iters,
+            self.cfg.unlearn_lr,
+            lambda t: [FastTerm(lambda: self.relabel_loss(forget))],
+            lambda: self.ce(self.buffer_batch()),
+            clip=self.cfg.clip,
+            order="joint",
+        )
