@@ -32,7 +32,9 @@ def import_avalanche_proc():
 
 
 @pytest.fixture(scope="module")
-def digits_class(import_avalanche_proc):
+def digits_class(request):
+    if any(item.name == "test_import_avalanche_prints_no_warning" for item in request.session.items):
+        request.getfixturevalue("import_avalanche_proc")  # start it now, to overlap with the tests below
     spec = load_scenario(SCENARIO_DIR / "digits-class.toml")
     data = load_dataset(spec.data)
     tasks = [e for e in events_for(spec, 0) if isinstance(e, LearnTask)]
@@ -137,16 +139,17 @@ def test_avalanche_naive_trains_on_the_experiences(digits_class) -> None:
         device="cpu",
         evaluator=evaluator,
     )
-    chance = 1.0 / len(tasks[0].classes)
-    first = None
-    for i, exp in enumerate(exps):
+    strategy.train(exps[0])
+    # the first task's test data, right after learning it: chance is 1/2 within the task (1/10 over all classes)
+    assert _accuracy(model, data, tasks[0].classes) > 0.75
+    for exp in exps[1:]:
         strategy.train(exp)
-        if i == 0:
-            first = _accuracy(model, data, tasks[0].classes)
-    assert first is not None and first > chance + 0.2  # the first task's test data, right after learning it
-    assert _accuracy(model, data, tasks[-1].classes) > chance + 0.2  # and the last one at the end
+    # every experience was trained for one epoch of mini-batches of 32
+    assert strategy.clock.train_exp_counter == len(exps)
+    assert strategy.clock.train_iterations == sum(-(-len(t.sample_ids) // 32) for t in tasks)
 
 
+@pytest.mark.slow
 def test_import_avalanche_prints_no_warning(import_avalanche_proc) -> None:
     out, err = import_avalanche_proc.communicate(timeout=180)
     assert import_avalanche_proc.returncode == 0, err

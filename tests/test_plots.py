@@ -1,0 +1,218 @@
+"""Tests for clu.plots: the figures come from result files alone (DESIGN §9–§10)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clu.config import ConfigError
+
+plots = pytest.importorskip("clu.plots")
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+LABELS = ("ugclu", "er", "retrain")
+# step, event kind, tasks learned (retained) after the event
+EVENTS = [
+    (0, "learn", [0]),
+    (1, "learn", [0, 1]),
+    (2, "class", [0, 1]),
+    (3, "learn", [0, 1, 2]),
+    (4, "task", [0, 2]),  # task 1 forgotten: its acc_task_ rows disappear
+]
+
+
+def _value(label: str, step: int, metric: str) -> float | None:
+    """Deterministic made-up numbers; None where a metric does not apply (empty CSV cell)."""
+    kind = EVENTS[step][1]
+    base = {"ugclu": 0.9, "er": 0.8, "retrain": 0.95}[label] - 0.02 * step
+    if metric == "NA":
+        return base if kind == "learn" else None
+    if metric == "OA":
+        return None if step == 0 else base - 0.05
+    if metric in ("FA", "FA_test"):
+        if step < 2:
+            return None
+        return {"ugclu": 0.05, "er": 0.6 - 0.1 * step, "retrain": 0.0}[label]
+    if metric == "KL":
+        return None if label == "retrain" or step < 2 else 0.3
+    return base
+
+
+def write_run_folder(folder: Path, *, with_summary: bool = True, seeds: tuple[int, ...] = (0,)) -> Path:
+    """A small results folder as clu.runner writes it: metrics.csv (long format) and summary.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    summary: dict = {"scenario": "toy-class", "seed": seeds[0], "strategies": {}}
+    for label in LABELS:
+        per_event = []
+        for seed in seeds:
+            for step, kind, tasks in EVENTS:
+                rec = {"step": step, "kind": kind}
+                for metric in ("TA", "RA", "FA", "FA_test", "NA", "OA", "MIA", "KL", "AvgGap"):
+                    v = _value(label, step, metric)
+                    rows.append([label, seed, step, kind, metric, "" if v is None else repr(v + 0.01 * seed)])
+                    rec[metric] = v
+                for t in tasks:
+                    acc = max(0.0, 0.97 - 0.1 * (step - t) - (0.3 if label == "er" else 0.0))
+                    rows.append([label, seed, step, kind, f"acc_task_{t}", repr(acc)])
+                per_event.append(rec)
+            for metric, v in (("AvgGap_mean", 0.1), ("AIA", 0.9), ("BWT", -0.05), ("Forgetting", 0.05)):
+                rows.append([label, seed, "final", "run", metric, repr(v)])
+        summary["strategies"][label] = {"name": label, "final": {"TA": 0.9}, "per_event": per_event, "time_s": 1.0}
+    with (folder / "metrics.csv").open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["strategy", "seed", "step", "event_kind", "metric", "value"])
+        w.writerows(rows)
+    if with_summary:
+        (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def write_aggregate(path: Path, scenarios: tuple[str, ...] = ("toy-class", "toy/task")) -> Path:
+    rows = []
+    for scen in scenarios:
+        for label in LABELS:
+            for step, kind, tasks in EVENTS:
+                for metric in ("TA", "FA", "FA_test", "NA", "OA", "AvgGap"):
+                    v = _value(label, step, metric)
+                    if v is None:
+                        rows.append([scen, label, step, kind, metric, "", "", 0])
+                    else:
+                        rows.append([scen, label, step, kind, metric, repr(v), repr(0.03 if label != "retrain" else 0.01), 3])
+            rows.append([scen, label, "final", "run", "AIA", "0.9", "0.02", 3])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["scenario", "strategy", "step", "event_kind", "metric", "mean", "std", "n"])
+        w.writerows(rows)
+    return path
+
+
+def assert_png(path: Path) -> None:
+    assert path.is_file(), path
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC, f"{path} is not a PNG"
+    assert len(data) > 10_000, f"{path} is suspiciously small ({len(data)} bytes)"
+
+
+def test_plot_run_writes_three_pngs(tmp_path: Path) -> None:
+    run = write_run_folder(tmp_path / "run")
+    paths = plots.plot_run(run)
+    assert [p.name for p in paths] == ["stability_plasticity.png", "forgetting.png", "accuracy_matrix.png"]
+    for p in paths:
+        assert p.parent == run / "plots"
+        assert_png(p)
+    assert not [p for p in (run / "plots").iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_plot_run_from_the_folder_alone(tmp_path: Path) -> None:
+    """A fresh interpreter, a copied folder without summary.json, several seeds: still three figures."""
+    run = write_run_folder(tmp_path / "copy", with_summary=False, seeds=(0, 1))
+    code = "import sys; from clu.plots import plot_run; print('\\n'.join(map(str, plot_run(sys.argv[1]))))"
+    out = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "MPLBACKEND": ""}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    written = [Path(line) for line in out.stdout.split()]
+    assert len(written) == 3
+    for p in written:
+        assert_png(p)
+
+
+def test_plot_run_is_idempotent_and_overwrites(tmp_path: Path) -> None:
+    run = write_run_folder(tmp_path / "run")
+    first = plots.plot_run(run)
+    second = plots.plot_run(str(run))
+    assert first == second
+    assert sorted(p.name for p in (run / "plots").iterdir()) == sorted(p.name for p in first)
+
+
+def test_missing_metrics_names_the_folder(tmp_path: Path) -> None:
+    empty = tmp_path / "no-metrics"
+    empty.mkdir()
+    with pytest.raises(ConfigError) as err:
+        plots.plot_run(empty)
+    assert err.value.file == str(empty)
+    assert "metrics.csv" in str(err.value)
+    assert not (empty / "plots").exists()
+
+
+@pytest.mark.parametrize("content", ["", "strategy,seed,step,event_kind,metric,value\n"])
+def test_empty_metrics_is_a_config_error(tmp_path: Path, content: str) -> None:
+    (tmp_path / "metrics.csv").write_text(content)
+    with pytest.raises(ConfigError) as err:
+        plots.plot_run(tmp_path)
+    assert err.value.file == str(tmp_path)
+
+
+def test_malformed_metrics_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "metrics.csv").write_text("strategy,seed,step,event_kind,metric,value\ner,0,zero,learn,TA,0.5\n")
+    with pytest.raises(ConfigError, match="line 2"):
+        plots.plot_run(tmp_path)
+    (tmp_path / "metrics.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ConfigError, match="lacks the column"):
+        plots.plot_run(tmp_path)
+
+
+def test_missing_folder_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        plots.plot_run(tmp_path / "nope")
+
+
+def test_no_unlearning_still_draws(tmp_path: Path) -> None:
+    """A learn-only run: FA never applies; the forgetting figure says so instead of failing."""
+    (tmp_path / "metrics.csv").write_text(
+        "strategy,seed,step,event_kind,metric,value\n"
+        "er,0,0,learn,NA,0.9\ner,0,0,learn,OA,\ner,0,0,learn,FA,\ner,0,0,learn,acc_task_0,0.9\n"
+        "er,0,1,learn,NA,0.8\ner,0,1,learn,OA,0.7\ner,0,1,learn,acc_task_0,0.7\ner,0,1,learn,acc_task_1,0.8\n"
+    )
+    for p in plots.plot_run(tmp_path):
+        assert_png(p)
+
+
+def test_plot_sweep_writes_per_scenario(tmp_path: Path) -> None:
+    agg = write_aggregate(tmp_path / "sweep" / "aggregate.csv")
+    paths = plots.plot_sweep(agg, tmp_path / "sweep" / "plots")
+    names = sorted(p.name for p in paths)
+    assert names == sorted([
+        "stability_plasticity-toy-class.png", "forgetting-toy-class.png",
+        "stability_plasticity-toy_task.png", "forgetting-toy_task.png",
+    ])
+    for p in paths:
+        assert_png(p)
+
+
+def test_plot_sweep_missing_aggregate(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        plots.plot_sweep(tmp_path / "aggregate.csv", tmp_path / "out")
+    assert "aggregate.csv" in str(err.value)
+
+
+def test_styles_are_stable_and_oracle_is_black_dashed() -> None:
+    a = plots.strategy_style(["ugclu", "er", "retrain", "my-variant"])
+    b = plots.strategy_style(["retrain", "my-variant", "er", "ugclu"])
+    assert a == b
+    assert a["retrain"].colour == "black" and a["retrain"].linestyle == "--"
+    assert len({s.colour for s in a.values()}) == 4
+    named = plots.strategy_style(["ugclu-fast"], {"ugclu-fast": "ugclu"})
+    assert named["ugclu-fast"].colour == a["ugclu"].colour
+
+
+def test_import_clu_does_not_load_matplotlib() -> None:
+    code = "import sys, clu; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_plots_selects_agg() -> None:
+    code = "import clu.plots, matplotlib; print(matplotlib.get_backend().lower())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "MPLBACKEND": ""})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "agg"
