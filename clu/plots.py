@@ -28,7 +28,7 @@ import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import matplotlib
 
@@ -197,18 +197,21 @@ def _read_csv(path: Path, columns: Sequence[str], what_dir: Path | None = None) 
     owner = what_dir if what_dir is not None else path
     if not path.is_file():
         raise ConfigError(f"no {path.name} here; nothing to plot (expected a results folder)", file=owner)
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        missing = [c for c in columns if c not in header]
-        if not header:
-            raise ConfigError(f"{path.name} is empty; nothing to plot", file=owner)
-        if missing:
-            raise ConfigError(
-                f"{path.name} lacks the column(s) {', '.join(missing)}; expected header {','.join(columns)}",
-                file=path,
-            )
-        rows = list(reader)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            missing = [c for c in columns if c not in header]
+            if not header:
+                raise ConfigError(f"{path.name} is empty; nothing to plot", file=owner)
+            if missing:
+                raise ConfigError(
+                    f"{path.name} lacks the column(s) {', '.join(missing)}; expected header {','.join(columns)}",
+                    file=path,
+                )
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ConfigError(f"not a readable CSV file ({e})", file=path) from None
     if not rows:
         raise ConfigError(f"{path.name} has a header but no rows; nothing to plot", file=owner)
     return rows
@@ -287,7 +290,9 @@ def _load_aggregate(path: Path) -> dict[str, Series]:
     for lineno, row in enumerate(rows, start=2):
         step_text = (row["step"] or "").strip()
         scen = row["scenario"]
-        d = per.setdefault(scen, {"labels": [], "kinds": {}, "mean": defaultdict(dict), "std": defaultdict(dict), "n": []})
+        d = per.setdefault(
+            scen, {"labels": [], "kinds": {}, "mean": defaultdict(dict), "std": defaultdict(dict), "n": []}
+        )
         d["labels"].append(row["strategy"])
         if step_text == "final":
             continue
@@ -313,7 +318,7 @@ def _load_aggregate(path: Path) -> dict[str, Series]:
         ns = sorted({n for n in d["n"] if n})
         out[scen] = Series(
             scenario=scen,
-            subtitle=f"mean ± std over {ns[0] if len(ns) == 1 else '/'.join(ns)} seeds" if ns else "mean ± std over seeds",
+            subtitle=f"mean ± std over {'/'.join(ns)} seeds" if ns else "mean ± std over seeds",
             labels=_order_labels(d["labels"], {}),
             names={},
             steps=sorted(d["kinds"]),
@@ -335,8 +340,18 @@ def _new_figure(height: float) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    """Render ``fig`` to ``path`` atomically: a temporary file in the same folder, then os.replace."""
+def _save(fig: Figure, path: Path, after_layout: Callable[[], None] | None = None) -> Path:
+    """Lay ``fig`` out once, run ``after_layout`` (placement that needs final positions), freeze the layout and
+    render to ``path`` atomically: a temporary file in the same folder, then os.replace.
+
+    Freezing matters for speed: with a layout engine savefig would lay the figure out twice more.
+    """
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
+        fig.set_layout_engine("none")
+    if after_layout is not None:
+        after_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -355,33 +370,43 @@ def _is_unlearn(kind: str) -> bool:
 
 
 def _kind_label(kind: str) -> str:
-    parts = kind.split("+")
-    return "+".join(_KIND_SHORT.get(p, p) for p in parts if p != "learn") or "learn"
+    return "+".join(_KIND_SHORT.get(p, p) for p in kind.split("+"))
 
 
-def _mark_events(ax: Any, series: Series, *, panel_width_in: float) -> float:
+def _mark_events(
+    ax: Any, series: Series, *, panel_width_in: float, steps: list[int] | None = None
+) -> tuple[float, bool]:
     """Shade the unlearn events, label them by request kind above the axes, tick every event.
 
-    The labels are horizontal where they fit between neighbouring requests, else vertical. Returns the title
-    pad (points) that keeps the axes title clear of them.
+    The labels are horizontal where they fit between neighbouring requests, vertical where only that fits, and
+    left out on very dense streams (the legend then names the kinds). Returns the title pad (points) that keeps
+    the axes title clear of the labels, and whether they were drawn.
     """
-    unlearn = [s for s in series.steps if _is_unlearn(series.kinds[s])]
+    steps = steps or series.steps
+    unlearn = [s for s in steps if _is_unlearn(series.kinds[s])]
     texts = {s: _kind_label(series.kinds[s]) for s in unlearn}
-    span = series.steps[-1] - series.steps[0] + 1.2
+    span = steps[-1] - steps[0] + 1.2
     pt_per_step = panel_width_in * 72 * 0.85 / span
     gap = min((b - a for a, b in zip(unlearn, unlearn[1:])), default=math.inf)
     longest = max((len(t) for t in texts.values()), default=0)
     rotate = longest * 5.2 + 4 > gap * pt_per_step
+    label = gap * pt_per_step >= 11  # room for vertical text at 8 pt; else the legend names the kinds
     for step in unlearn:
         ax.axvspan(step - 0.42, step + 0.42, color="0.88", zorder=0, lw=0)
-        ax.text(step, 1.01, texts[step], transform=ax.get_xaxis_transform(), ha="center", va="bottom",
-                fontsize=8, color="0.35", rotation=90 if rotate else 0)
-    _event_ticks(ax, series.steps)
-    ax.set_xlim(series.steps[0] - 0.6, series.steps[-1] + 0.6)
+        if label:
+            ax.text(step, 1.01, texts[step], transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                    fontsize=8, color="0.35", rotation=90 if rotate else 0)
+    _event_ticks(ax, steps)
+    ax.set_xlim(steps[0] - 0.6, steps[-1] + 0.6)
     ax.set_xlabel("event (step)")
-    if not unlearn:
-        return 6.0
-    return 8.0 + (longest * 5.2 if rotate else 10.0)
+    if not unlearn or not label:
+        return 6.0, False
+    return 8.0 + (longest * 5.2 if rotate else 10.0), True
+
+
+def _unlearn_patch(series: Series, *, with_kinds: bool) -> Patch:
+    kinds = sorted({_kind_label(k) for k in series.kinds.values() if _is_unlearn(k)}) if with_kinds else []
+    return Patch(color="0.88", label="unlearn request" + (f" ({', '.join(kinds)})" if kinds else ""))
 
 
 def _event_ticks(ax: Any, steps: list[int]) -> None:
@@ -390,9 +415,30 @@ def _event_ticks(ax: Any, steps: list[int]) -> None:
     ax.grid(False, axis="x")
 
 
-def _pct_axis(ax: Any, label: str) -> None:
-    ax.set_ylim(-4, 104)
+def _pct_axis(ax: Any, label: str, values: Iterable[float] = ()) -> None:
+    """A percentage axis over the data's range, widened to multiples of 10 % and clipped to 0–100 %, so
+    that differences between strategies near 100 % stay visible."""
+    vals = [v for v in values if math.isfinite(v)]
+    lo = max(0.0, math.floor((min(vals) - 2) / 10) * 10) if vals else 0.0
+    hi = min(100.0, math.ceil((max(vals) + 2) / 10) * 10) if vals else 100.0
+    if hi - lo < 10:
+        lo, hi = max(0.0, hi - 10), max(10.0, hi)
+    margin = 0.04 * (hi - lo)
+    ax.set_ylim(lo - margin, hi + margin)
     ax.set_ylabel(label)
+
+
+def _band(mean: Any, std: Any) -> tuple[np.ndarray, np.ndarray]:
+    """mean ± std in %, clipped to the 0–100 % an accuracy can take."""
+    mean, std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+    return np.clip(100 * (mean - std), 0, 100), np.clip(100 * (mean + std), 0, 100)
+
+
+def _yerr(mean: Any, std: Any) -> np.ndarray:
+    """Asymmetric error bar lengths (%) for mean ± std clipped to 0–100 %."""
+    lo, hi = _band(mean, std)
+    centre = 100 * np.asarray(mean, dtype=float)
+    return np.array([np.atleast_1d(centre - lo), np.atleast_1d(hi - centre)])
 
 
 def _dodge(labels: Sequence[str], oracle: str | None, width: float = 0.3) -> dict[str, float]:
@@ -406,20 +452,26 @@ def _dodge(labels: Sequence[str], oracle: str | None, width: float = 0.3) -> dic
     return out
 
 
-def _legend_handles(series: Series, styles: dict[str, Style], *, line: bool = True) -> list[Any]:
+def _legend_handles(series: Series, styles: dict[str, Style]) -> list[Any]:
     handles = []
     for lab in series.labels:
         st = styles[lab]
         text = f"{lab} (oracle)" if lab == series.oracle else lab
-        handles.append(Line2D([], [], color=st.colour, marker=st.marker, ls=st.linestyle if line else "none",
-                              lw=st.linewidth, label=text))
+        handles.append(Line2D([], [], color=st.colour, marker=st.marker, ls=st.linestyle, lw=st.linewidth,
+                              label=text))
     return handles
 
 
-def _shared_legend(fig: Figure, handles: list[Any], extra: int = 0) -> None:
-    n = len(handles)
-    ncol = min(n, 6 if n > 10 else 5)
-    fig.legend(handles=handles, loc="outside lower center", ncol=ncol, handlelength=2.2, columnspacing=1.2)
+def _shared_legend(fig: Figure, handles: list[Any]) -> None:
+    """One legend for the figure, below the panels: as many columns (≤ 6) as fit the figure's width."""
+    renderer = fig.canvas.get_renderer()
+    limit = fig.bbox.width * 0.98
+    for ncol in range(min(len(handles), 6), 0, -1):
+        legend = fig.legend(handles=handles, loc="outside lower center", ncol=ncol, handlelength=2.2,
+                            columnspacing=1.2)
+        if ncol == 1 or legend.get_window_extent(renderer).width <= limit:
+            return
+        legend.remove()
 
 
 def _title(fig: Figure, what: str, series: Series) -> None:
@@ -442,6 +494,7 @@ def _stability_plasticity(series: Series, styles: dict[str, Style], path: Path, 
         oracle = series.oracle
         dodge = _dodge(series.labels, oracle)
         points: list[tuple[str, float, float, float, float]] = []
+        shown_values: list[float] = []
         for lab in series.labels:
             st = styles[lab]
             xo, oa, oa_sd = series.get(lab, "OA")
@@ -449,12 +502,15 @@ def _stability_plasticity(series: Series, styles: dict[str, Style], path: Path, 
             if len(xo):
                 left.plot(xo, 100 * oa, color=st.colour, ls=st.linestyle, lw=st.linewidth, zorder=st.zorder)
                 if bands and np.any(oa_sd > 0):
-                    left.fill_between(xo, 100 * (oa - oa_sd), 100 * (oa + oa_sd), color=st.colour, alpha=0.12,
+                    left.fill_between(xo, *_band(oa, oa_sd), color=st.colour, alpha=0.1 if lab != oracle else 0.07,
                                       lw=0, zorder=1)
             if len(xn):
-                left.errorbar(xn + dodge.get(lab, 0.0), 100 * na, yerr=100 * na_sd if bands else None,
+                left.errorbar(xn + dodge.get(lab, 0.0), 100 * na, yerr=_yerr(na, na_sd) if bands else None,
                               color=st.colour, marker=st.marker, ls="none", mfc=st.colour, mec="white", mew=0.4,
                               elinewidth=0.8, capsize=0, zorder=st.zorder + 1)
+            shown_values += [*(100 * oa), *(100 * na)]
+            if bands:
+                shown_values += [*_band(oa, oa_sd)[0], *_band(na, na_sd)[0]]
             if len(xo) or len(xn):
                 points.append((
                     lab,
@@ -463,46 +519,48 @@ def _stability_plasticity(series: Series, styles: dict[str, Style], path: Path, 
                     100 * float(np.mean(na_sd)) if len(na_sd) else 0.0,
                     100 * float(np.mean(oa_sd)) if len(oa_sd) else 0.0,
                 ))
-        pad = _mark_events(left, series, panel_width_in=WIDTH_IN * 0.55)
-        _pct_axis(left, "accuracy (%)")
+        pad, labelled = _mark_events(left, series, panel_width_in=WIDTH_IN * 0.55)
+        _pct_axis(left, "accuracy (%)", shown_values)
         left.set_title("OA (stability, lines) and NA (plasticity, markers)", pad=pad)
         if not points:
             _no_data(left, "no OA / NA values in this run")
 
-        _scatter(right, points, styles, bands=bands)
-        right.set_title("mean plasticity vs. stability" + (" (± mean std)" if bands else ""), pad=pad)
+        placed = _scatter(right, points, styles, bands=bands)
+        right.set_title("mean NA vs. mean OA" + (" (bars: ± std)" if bands else ""), pad=pad)
 
         handles = _legend_handles(series, styles)
         handles += [Line2D([], [], color="0.3", ls="-", label="OA (stability)"),
                     Line2D([], [], color="0.3", marker="o", ls="none", label="NA (plasticity)"),
-                    Patch(color="0.88", label="unlearn request")]
+                    _unlearn_patch(series, with_kinds=not labelled)]
         _shared_legend(fig, handles)
         _title(fig, "Stability and plasticity", series)
-        return _save(fig, path)
+        return _save(fig, path, after_layout=lambda: _place_labels(right, placed, styles))
 
 
 def _scatter(ax: Any, points: list[tuple[str, float, float, float, float]], styles: dict[str, Style],
-             *, bands: bool) -> None:
+             *, bands: bool) -> list[tuple[str, float, float, float, float]]:
+    """The (mean NA, mean OA) points; returns those drawn, to be labelled once the layout is final."""
     pts = [p for p in points if math.isfinite(p[1]) and math.isfinite(p[2])]
     if not pts:
         _no_data(ax, "NA or OA never applies in this run")
         ax.set_xlabel("mean NA (plasticity, %)")
         ax.set_ylabel("mean OA (stability, %)")
-        return
+        return []
     for lab, x, y, xe, ye in pts:
         st = styles[lab]
-        ax.errorbar(x, y, xerr=xe if bands and xe > 0 else None, yerr=ye if bands and ye > 0 else None,
-                    marker=st.marker, color=st.colour, mfc=st.colour if lab != ORACLE else "white",
+        ax.errorbar(x, y, xerr=_yerr(x / 100, xe / 100) if bands and xe > 0 else None,
+                    yerr=_yerr(y / 100, ye / 100) if bands and ye > 0 else None,
+                    marker=st.marker, color=st.colour, mfc="white" if st.linestyle == "--" else st.colour,
                     mec=st.colour, ms=6, ls="none", elinewidth=0.8, capsize=2, zorder=3)
     xs = np.array([p[1] for p in pts])
     ys = np.array([p[2] for p in pts])
     xe = np.array([p[3] for p in pts]) if bands else np.zeros(len(pts))
     ye = np.array([p[4] for p in pts]) if bands else np.zeros(len(pts))
-    ax.set_xlim(*_padded(xs - xe, xs + xe))
-    ax.set_ylim(*_padded(ys - ye, ys + ye))
+    ax.set_xlim(*_padded(np.clip(xs - xe, 0, 100), np.clip(xs + xe, 0, 100)))
+    ax.set_ylim(*_padded(np.clip(ys - ye, 0, 100), np.clip(ys + ye, 0, 100)))
     ax.set_xlabel("mean NA (plasticity, %)")
     ax.set_ylabel("mean OA (stability, %)")
-    _place_labels(ax, pts, styles)
+    return pts
 
 
 def _padded(lo: np.ndarray, hi: np.ndarray) -> tuple[float, float]:
@@ -518,8 +576,7 @@ def _padded(lo: np.ndarray, hi: np.ndarray) -> tuple[float, float]:
 def _place_labels(ax: Any, pts: list[tuple[str, float, float, float, float]], styles: dict[str, Style]) -> None:
     """Annotate each point with its label, trying offsets until the text overlaps no other label or point."""
     fig = ax.figure
-    fig.canvas.draw()  # settle the layout so that display coordinates are final
-    renderer = fig.canvas.get_renderer()
+    renderer = fig.canvas.get_renderer()  # the layout is final here (see _save)
     ax_box = ax.get_window_extent(renderer)
     marks = []
     for _, x, y, _, _ in pts:
@@ -560,6 +617,7 @@ def _annotate(ax: Any, lab: str, x: float, y: float, ox: float, oy: float, st: S
         lab, (x, y), xytext=(ox, oy), textcoords="offset points", ha=ha, va=va, fontsize=8,
         color=st.colour if st.colour != "black" else "0.1",
         arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5, "shrinkA": 0, "shrinkB": 3} if leader else None,
+        bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none", "alpha": 0.75},
         zorder=4,
     )
     ann.set_in_layout(False)
@@ -568,13 +626,19 @@ def _annotate(ax: Any, lab: str, x: float, y: float, ox: float, oy: float, st: S
 
 def _forgetting(series: Series, styles: dict[str, Style], path: Path, *, bands: bool) -> Path:
     metrics = ["FA"] + (["FA_test"] if series.has("FA_test") else [])
-    titles = {"FA": "FA (forgotten train samples)", "FA_test": "FA_test (test samples of forgotten classes)"}
+    titles = {"FA": "FA (forgotten train samples)", "FA_test": "FA_test (test samples of the forgotten data)"}
     with matplotlib.rc_context(STYLE):
         n = len(series.labels)
         fig = _new_figure(3.2 + 0.17 * math.ceil(n / 5))
         axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
         oracle = series.oracle
         dodge = _dodge(series.labels, oracle, width=0.24)
+        # the events from the first one where FA applies (earlier ones would be an empty stretch)
+        applies = sorted({x for lab in series.labels for x in series.mean.get((lab, "FA"), {})})
+        shown = [x for x in series.steps if x >= applies[0]] if applies else series.steps
+        shown_values = [100 * v + sign * 100 * sd
+                        for metric in metrics for lab in series.labels
+                        for v, sd in zip(*series.get(lab, metric)[1:]) for sign in ((-1, 1) if bands else (0,))]
         for ax, metric in zip(axes, metrics):
             drawn = False
             for lab in series.labels:
@@ -589,18 +653,20 @@ def _forgetting(series: Series, styles: dict[str, Style], path: Path, *, bands: 
                     ax.plot(xs + dodge.get(lab, 0.0), 100 * m, color=st.colour, ls="-", lw=1.1, marker=st.marker,
                             mec="white", mew=0.4, zorder=st.zorder, alpha=0.95)
                 if bands and np.any(sd > 0):
-                    ax.fill_between(xs, 100 * (m - sd), 100 * (m + sd), color=st.colour, alpha=0.12, lw=0, zorder=1)
-            pad = _mark_events(ax, series, panel_width_in=WIDTH_IN / len(metrics) - 0.4)
-            _pct_axis(ax, "accuracy (%)" if ax is axes[0] else "")
+                    xb = xs if lab == oracle else xs + dodge.get(lab, 0.0)
+                    ax.fill_between(xb, *_band(m, sd), color=st.colour, alpha=0.1 if lab != oracle else 0.07, lw=0,
+                                    zorder=1)
+            pad, labelled = _mark_events(ax, series, panel_width_in=WIDTH_IN / len(metrics) - 0.4, steps=shown)
+            _pct_axis(ax, "accuracy on forgotten data (%)" if ax is axes[0] else "", shown_values)
             ax.set_title(titles[metric], pad=pad)
             if not drawn:
                 _no_data(ax, "no unlearn request in this run: FA never applies")
         if len(metrics) > 1:
             axes[1].tick_params(labelleft=True)
         handles = _legend_handles(series, styles)
-        handles.append(Patch(color="0.88", label="unlearn request"))
+        handles.append(_unlearn_patch(series, with_kinds=not labelled))
         _shared_legend(fig, handles)
-        _title(fig, "Forgetting (lower is more forgotten; the oracle is the target)", series)
+        _title(fig, "Forgetting (the oracle is the target)", series)
         return _save(fig, path)
 
 
@@ -633,15 +699,16 @@ def _accuracy_matrix(series: Series, styles: dict[str, Style], path: Path) -> Pa
     steps = series.steps
     ncols, annotate = _matrix_columns(n, len(tasks), len(steps))
     nrows = math.ceil(n / ncols)
-    per_row_in = 0.5 + (0.17 if annotate else 0.12) * len(steps) if len(steps) <= 30 else 4.0
-    rowlabels = [f"{s} {series.kinds[s]}" if series.kinds[s] == "learn" else f"{s} {_kind_label(series.kinds[s])}"
-                 for s in steps]
-    every_t = max(1, math.ceil(len(tasks) / 10))
-    every_s = max(1, math.ceil(len(steps) / 20))
+    ncols = math.ceil(n / nrows)  # balance the rows (5 panels: 3 + 2 rather than 4 + 1)
+    # a row of panels: title and tick labels plus the cells, the whole figure at most ~9.5 in high
+    per_row_in = min(0.5 + (0.17 if annotate else 0.12) * len(steps), 8.8 / nrows, 4.0)
+    panel_w_pt = (WIDTH_IN - _MATRIX_SPARE_IN) / ncols * 72
+    rowlabels = [f"{s} {_kind_label(series.kinds[s])}" for s in steps]
+    tick_w_pt = 5.0 * max((len(f"T{t}") for t in tasks), default=2) + 5  # 8 pt text plus a gap
+    every_t = max(1, math.ceil(len(tasks) * tick_w_pt / panel_w_pt))
+    every_s = max(1, math.ceil(len(steps) * 10.5 / ((per_row_in - 0.5) * 72)))
     with matplotlib.rc_context(STYLE | {"axes.grid": False}):
-        import matplotlib as mpl
-
-        cmap = mpl.colormaps["viridis"].with_extremes(bad="0.9")
+        cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.9")
         fig = _new_figure(0.6 + nrows * per_row_in + 0.1)
         axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
         image = None
@@ -664,7 +731,7 @@ def _accuracy_matrix(series: Series, styles: dict[str, Style], path: Path) -> Pa
                         v = grid[i, j]
                         if math.isfinite(v):
                             ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=8,
-                                    color="white" if v < 55 else "black")
+                                    color="white" if v < 55 else "black", in_layout=False)  # inside the axes
             ax.set_xticks(range(0, len(tasks), every_t), [f"T{t}" for t in tasks[::every_t]])
             ax.set_yticks(range(0, len(steps), every_s), rowlabels[::every_s])
             ax.tick_params(length=0)
@@ -676,7 +743,7 @@ def _accuracy_matrix(series: Series, styles: dict[str, Style], path: Path) -> Pa
                 _no_data(ax, "no acc_task_* values")
         if image is not None and tasks:
             cb = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, aspect=30, pad=0.01)
-            cb.set_label("test accuracy on the task (%)")
+            cb.set_label("test accuracy (%)")
         fig.supxlabel("task (grey: not learned yet or forgotten)", fontsize=8)
         fig.supylabel("after event (step, kind)", fontsize=8)
         _title(fig, "Per-task accuracy after each event", series)
@@ -716,8 +783,12 @@ def plot_sweep(aggregate_csv: Path | str, out_dir: Path | str) -> list[Path]:
     all_labels = _order_labels((lab for s in scenarios.values() for lab in s.labels), {})
     styles = strategy_style(all_labels)  # one mapping for every scenario of the sweep
     paths: list[Path] = []
+    tags: set[str] = set()
     for scen, series in scenarios.items():
         tag = re.sub(r"[^A-Za-z0-9._-]+", "_", scen).strip("._") or "scenario"
+        if tag in tags:  # two names that map to one file name: keep both apart
+            tag = f"{tag}-{zlib.crc32(scen.encode()):08x}"
+        tags.add(tag)
         paths.append(_stability_plasticity(series, styles, out_dir / f"stability_plasticity-{tag}.png", bands=True))
         paths.append(_forgetting(series, styles, out_dir / f"forgetting-{tag}.png", bands=True))
     return paths

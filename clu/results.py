@@ -51,12 +51,30 @@ def csv_text(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
     return buf.getvalue()
 
 
-def prepare_out(path: Path, *, resume: bool = False) -> Path:
-    """Create the results folder; refuse a non-empty one unless resuming, and an unwritable one."""
+def check_out(path: Path, *, resume: bool = False) -> None:
+    """The checks of :func:`prepare_out` that need no writing: bad arguments leave no folder behind."""
     if path.exists() and not path.is_dir():
         raise ConfigError("--out exists and is not a folder", file=path)
     if not resume and path.is_dir() and any(path.iterdir()):
         raise ConfigError("--out is not empty; choose a new folder (or --resume it)", file=path)
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"--out cannot be created: {parent} is not a folder", file=path)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out is not writable (no write permission on {parent})", file=path)
+
+
+def prepare_out(path: Path, *, resume: bool = False) -> Path:
+    """Create the results folder; refuse a non-empty one unless resuming, and an unwritable one.
+
+    Resuming removes the temporary files a killed run may have left behind (half-written checkpoints).
+    """
+    check_out(path, resume=resume)
+    if resume and path.is_dir():
+        for stale in path.rglob(".*.tmp"):
+            stale.unlink(missing_ok=True)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"

@@ -25,6 +25,8 @@ from clu.paths import DEFAULT_SCENARIO, REPO_ROOT, resolve_scenario
 from clu.results import (
     METRICS_HEADER,
     TIMINGS_HEADER,
+    check_out,
+    checkpoint_path,
     csv_text,
     format_value,
     latest_checkpoint,
@@ -190,24 +192,28 @@ def run(
     """
     import torch
 
+    _check_run_args(config, out, resume, threads)
     torch.set_num_threads(max(1, threads))
     from clu.data import load_dataset
     from clu.driver import build_strategy, run_events
     from clu.evaluation import with_gaps
     from clu.strategies import DivergenceError
 
-    if not isinstance(config, RunConfig):
-        raise ConfigError(f"clu.run expects a RunConfig, got {type(config).__name__}", key="config")
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(out) if out is not None else REPO_ROOT / "runs" / f"{config.scenario.name}-{stamp}"
-    prepare_out(out, resume=resume)
+    check_out(out, resume=resume)
     device = resolve_device(config.device)
     data = load_dataset(config.scenario.data)
-    events = events_for(config.scenario, config.seed)
+    events = events_for(config.scenario, config.seed)  # bad input surfaces here, before the folder exists
     steps = group_steps(events)
+    stream = "".join(to_json(e) + "\n" for e in events)
+    prepare_out(out, resume=resume)
+    if resume and (out / "events.jsonl").exists() and (out / "events.jsonl").read_text() != stream:
+        raise ConfigError("events.jsonl differs from the stream its config generates; cannot resume", file=out)
     if not resume or not (out / "config.toml").exists():
         write_atomic(out / "config.toml", config.to_toml())
-        write_atomic(out / "events.jsonl", "".join(to_json(e) + "\n" for e in events))
+    if not resume or not (out / "events.jsonl").exists():
+        write_atomic(out / "events.jsonl", stream)
 
     results: list[StrategyResult] = []
     oracle_records = None
@@ -222,6 +228,9 @@ def run(
 
             state = load_checkpoint(ckpt)
             strategy.load_state_dict(state["strategy"])
+            # Avalanche wipes the optimizer state (momentum) on a strategy's first ``train()`` unless it
+            # already knows the optimized parameters; a resumed strategy has trained before, so tell it.
+            strategy.optimized_param_id = dict(strategy.model.named_parameters())
             res.records = [EventRecord.from_state(r) for r in state["records"]]
             res.error = state.get("error")
             start = state["event_index"] + 1
@@ -229,6 +238,7 @@ def run(
         try:
             if res.error is None:
                 for rec in run_events(strategy, steps, data, seed=config.seed, start=start, oracle=oracle_records):
+                    _check_finite(strategy)
                     if choice.name == ORACLE and oracle_records is None:
                         rec.values = with_gaps(rec.values, rec.values)
                     res.records.append(rec)
@@ -240,8 +250,11 @@ def run(
             step = steps[len(res.records)]
             res.error = f"stopped at step {step.index} ({step.kind}): {e}"
             print(f"clu: {choice.label}: {res.error}", file=sys.stderr)
-            if checkpoints and res.records:
-                save_checkpoint(out, choice.label, len(res.records) - 1, _ckpt_payload(strategy, res))
+            if checkpoints and res.records:  # mark the last good checkpoint as final (its state, not the NaNs)
+                last = checkpoint_path(out, choice.label, len(res.records) - 1)
+                payload = load_checkpoint(last) if last.exists() else _ckpt_payload(strategy, res)
+                payload.pop("event_index", None)
+                save_checkpoint(out, choice.label, len(res.records) - 1, {**payload, "error": res.error})
         finally:
             if bar is not None:
                 bar.close()
@@ -256,6 +269,30 @@ def run(
 
         plot_run(out)
     return Summary(out, summary, {r.label: r.error for r in results if r.error})
+
+
+def _check_run_args(config: Any, out: Any, resume: Any, threads: Any) -> None:
+    """``clu.run``'s own arguments: wrong types are a ConfigError (nothing is written)."""
+    if not isinstance(config, RunConfig):
+        hint = " (build one with clu.runner.resolve_config(scenario, strategies, seed, device))"
+        raise ConfigError(f"clu.run expects a RunConfig, got {type(config).__name__}{hint}", key="config")
+    if out is not None and not isinstance(out, (str, Path)):
+        raise ConfigError(f"expected a folder path (str or Path), got {type(out).__name__}", key="out")
+    if not isinstance(resume, bool):
+        raise ConfigError(f"expected true or false, got {resume!r}", key="resume")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"expected a whole number >= 1, got {threads!r}", key="threads")
+
+
+def _check_finite(strategy: Any) -> None:
+    """A step whose loss was still finite may leave inf/NaN weights: that event diverged too."""
+    import torch
+
+    from clu.strategies import DivergenceError
+
+    for name, p in strategy.model.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            raise DivergenceError(f"{strategy.name}: the weights became non-finite ({name}; diverged)")
 
 
 def _ckpt_payload(strategy: Any, res: StrategyResult) -> dict[str, Any]:
@@ -345,10 +382,17 @@ def run_cli(req: RunRequest) -> int:
         if req.out is not None and req.out.resolve() != req.resume.resolve():
             raise ConfigError("--resume continues in its own folder; drop --out", key="--out")
         config = load_run_config(cfg_path)
+        _check_resume_args(req, config, cfg_path)
         out = req.resume
     else:
         config = resolve_config(req.scenario, req.strategies, req.seed, req.device)
         out = req.out
+        if out is not None:
+            check_out(out)
+        try:  # generate-time errors (a request for a class never learned, ...) name the scenario file
+            events_for(config.scenario, config.seed)
+        except ConfigError as e:
+            raise e.in_file(resolve_scenario(req.scenario or DEFAULT_SCENARIO)) from None
     if req.device == "cuda":
         import torch
 
@@ -360,6 +404,46 @@ def run_cli(req: RunRequest) -> int:
     print(render_table(summary.data))
     print(f"\nresults: {summary.out}  ({time.perf_counter() - t0:.1f} s)")
     return 1 if summary.errors else 0
+
+
+def _check_resume_args(req: RunRequest, config: RunConfig, cfg_path: Path) -> None:
+    """``--resume DIR`` with the scenario/strategies/seed/device given again: the folder's config.toml
+    decides, and arguments that disagree with it are an error (exit 2) rather than silently ignored."""
+    given = resolve_config(req.scenario or str(cfg_path), req.strategies, req.seed, req.device)
+    diffs = []
+    if req.scenario is not None and given.scenario != config.scenario:
+        key, a, b = _first_diff(to_dict(given.scenario), to_dict(config.scenario))
+        diffs.append(f"scenario {req.scenario}: {key} = {a!r}, the run has {b!r}")
+    if req.strategies:
+        mine = {c.label: c for c in given.strategies}
+        theirs = {c.label: c for c in config.strategies}
+        for label in sorted(set(mine) | set(theirs)):
+            if label not in theirs:
+                diffs.append(f"--strategy {label}: not in the run (it has {', '.join(theirs)})")
+            elif label not in mine:
+                diffs.append(f"--strategy: the run also has {label}")
+            elif mine[label] != theirs[label]:
+                key, a, b = _first_diff(to_dict(mine[label]), to_dict(theirs[label]))
+                diffs.append(f"--strategy {label}: {key} = {a!r}, the run has {b!r}")
+    if req.seed is not None and req.seed != config.seed:
+        diffs.append(f"--seed {req.seed}: the run has seed {config.seed}")
+    if req.device is not None and req.device != config.device:
+        diffs.append(f"--device {req.device}: the run has device {config.device}")
+    if diffs:
+        raise ConfigError(
+            "the arguments disagree with the run being resumed (its config.toml decides; drop them or "
+            "start a new run): " + "; ".join(diffs),
+            file=cfg_path,
+        )
+
+
+def _first_diff(a: Any, b: Any, key: str = "") -> tuple[str, Any, Any]:
+    """The first dotted key where two plain-data trees differ, with both values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if a.get(k) != b.get(k):
+                return _first_diff(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
+    return key or "value", a, b
 
 
 def render_table(summary: dict[str, Any]) -> str:

@@ -93,8 +93,12 @@ class ExplicitRequest:
         check(self.after_task >= 1, "after_task", f"must be at least 1, got {self.after_task}")
         if self.kind in ("class", "cross_task"):
             check(len(self.classes) > 0, "classes", f"a {self.kind} request needs classes")
+        else:
+            check(not self.classes, "classes", f"classes apply to class/cross_task requests, not {self.kind}")
         if self.kind == "task":
             check(self.task >= 0, "task", "a task request needs the task id (task = N)")
+        else:
+            check(self.task == -1, "task", f"task applies to task requests, not {self.kind}")
         _check_size(self.kind, self.fraction, self.count)
 
 
@@ -332,9 +336,10 @@ def generate(spec: ScenarioSpec, seed: int, labels: np.ndarray, learnable_ids: n
     events: list[Event] = []
     step = 0
     n_req = 0
-    for i in range(len(spec.schedule.requests)):
-        after = spec.schedule.requests[i].after_task
-        check(after <= len(classes), f"schedule.requests[{i}].after_task", f"there are only {len(classes)} learn tasks")
+    for i, req in enumerate(spec.schedule.requests):
+        check(req.after_task <= len(classes), f"schedule.requests[{i}].after_task", f"there are only {len(classes)} learn tasks")
+    for i, rule in enumerate(spec.schedule.rules):
+        check(rule.start_after <= len(classes), f"schedule.rules[{i}].start_after", f"there are only {len(classes)} learn tasks")
     for t, cls in enumerate(classes):
         ids = state.learn(t, cls)
         events.append(LearnTask(step, t, cls, ids))

@@ -94,7 +94,8 @@ def _launch(argv: list[str], out_dir: Path, name: str, **env: str) -> tuple[subp
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Result]:
+def started(tmp_path_factory):
+    """Start every subprocess of this module at once; kill what still runs at the end."""
     tmp = tmp_path_factory.mktemp("cli")
     jobs: dict[str, tuple[list[str], dict[str, str]]] = {
         # two interpreters with different hash seeds: no set/dict order may leak into the output
@@ -114,17 +115,27 @@ def runs(tmp_path_factory) -> dict[str, Result]:
     cifar.write_text(MISSING_CIFAR.format(root=tmp / "no-cifar-here"))
     jobs["cifar"] = ([*CLU, "events", str(cifar)], {})
 
-    started = {name: (argv, *_launch(argv, tmp, name, **env)) for name, (argv, env) in jobs.items()}
+    procs = {name: (argv, *_launch(argv, tmp, name, **env)) for name, (argv, env) in jobs.items()}
+    yield procs
+    for _, proc, _, _ in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _start_early(request) -> None:
+    """Start the subprocesses before the in-process tests when a test that needs them is selected."""
+    if any(item.module is request.module and "runs" in item.fixturenames for item in request.session.items):
+        request.getfixturevalue("started")
+
+
+@pytest.fixture(scope="module")
+def runs(started) -> dict[str, Result]:
     results = {}
-    try:
-        for name, (argv, proc, out, err) in started.items():
-            proc.wait(timeout=240)
-            results[name] = Result(argv, proc.returncode, out.read_bytes(), err.read_text())
-    finally:
-        for _, proc, _, _ in started.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    for name, (argv, proc, out, err) in started.items():
+        proc.wait(timeout=240)
+        results[name] = Result(argv, proc.returncode, out.read_bytes(), err.read_text())
     return results
 
 
@@ -132,25 +143,6 @@ def _main(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-@pytest.mark.slow
-def test_events_jsonl_is_byte_identical_for_a_seed(runs, capsys) -> None:
-    a, b = runs["seed0_a"], runs["seed0_b"]
-    for r in (a, b):
-        assert r.returncode == 0, r.stderr
-        assert r.stderr == ""
-    assert a.stdout  # something was printed
-    assert a.stdout == b.stdout
-    lines = a.stdout.decode().splitlines()
-    assert len(lines) == 9
-    assert lines[0].startswith('{"type":"learn"')
-    # a third run in this interpreter: the same bytes for seed 0, others for seed 1
-    code, out0, _ = _main(capsys, "events", "scenarios/digits-class.toml", "--seed", "0", "--format", "jsonl")
-    assert code == 0 and out0.encode() == a.stdout
-    code, out1, err = _main(capsys, "events", str(SCENARIO_DIR / "digits-class.toml"), "--seed", "1", "--format", "jsonl")
-    assert code == 0 and err == ""
-    assert out1 != out0 and len(out1.splitlines()) == 9
 
 
 def test_events_by_name_and_default_seed(capsys) -> None:
@@ -165,20 +157,6 @@ def test_events_by_name_and_default_seed(capsys) -> None:
     assert len(rows) == 9
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", SUBPROCESS_BAD)
-def test_bad_scenario_subprocess_exits_2_with_one_line(runs, name) -> None:
-    r = runs[f"bad_{name}"]
-    path = r.argv[-1]
-    key = BAD[name][1]
-    assert r.returncode == 2, r.stderr
-    assert r.stdout == b""
-    assert "Traceback" not in r.stderr
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith(f"clu: error: {path}: {key}: "), lines[0]
-
-
 WORDS = {
     "unknown_key": "unknown key; allowed keys here:",
     "never_learned": "class 7 was never learned",
@@ -187,6 +165,11 @@ WORDS = {
     "fraction": "must be in (0, 1], got 1.5",
     "empty_task": "a task with no classes",
 }
+
+
+def test_bad_files_really_change_the_originals() -> None:
+    for name, (text, _) in BAD.items():
+        assert text not in (DIGITS_CLASS, TASK_AWARE, _NATURAL), name
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
@@ -201,17 +184,6 @@ def test_bad_scenario_exits_2_with_one_line(tmp_path, capsys, name) -> None:
     assert len(lines) == 1, err
     assert lines[0].startswith(f"clu: error: {path}: {key}: "), lines[0]
     assert WORDS[name] in lines[0]
-
-
-@pytest.mark.slow
-def test_missing_cifar_fails_at_once_saying_where_files_go(runs) -> None:
-    r = runs["cifar"]
-    assert r.returncode == 2
-    assert "Traceback" not in r.stderr
-    [line] = r.stderr.splitlines()
-    assert line.startswith(f"clu: error: {r.argv[-1]}: data.root: cifar10 files not found")
-    assert "no-cifar-here" in line and "cifar-10-batches-py" in line
-    assert "data.download = true" in line
 
 
 def test_scenarios_lists_every_file_with_its_description(capsys) -> None:
@@ -237,6 +209,53 @@ def test_unknown_scenario_name_lists_the_known_ones(capsys) -> None:
     assert code == 2
     [line] = err.splitlines()
     assert "unknown scenario 'digits-clas'" in line and "digits-class" in line
+
+
+# --- fresh interpreters (started at the top of the module, collected here) -------------------------
+
+
+@pytest.mark.slow
+def test_events_jsonl_is_byte_identical_for_a_seed(runs, capsys) -> None:
+    a, b = runs["seed0_a"], runs["seed0_b"]
+    for r in (a, b):
+        assert r.returncode == 0, r.stderr
+        assert r.stderr == ""
+    assert a.stdout  # something was printed
+    assert a.stdout == b.stdout
+    lines = a.stdout.decode().splitlines()
+    assert len(lines) == 9
+    assert lines[0].startswith('{"type":"learn"')
+    # a third run in this interpreter: the same bytes for seed 0, others for seed 1
+    code, out0, _ = _main(capsys, "events", str(SCENARIO_DIR / "digits-class.toml"), "--seed", "0", "--format", "jsonl")
+    assert code == 0 and out0.encode() == a.stdout
+    code, out1, err = _main(capsys, "events", str(SCENARIO_DIR / "digits-class.toml"), "--seed", "1", "--format", "jsonl")
+    assert code == 0 and err == ""
+    assert out1 != out0 and len(out1.splitlines()) == 9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SUBPROCESS_BAD)
+def test_bad_scenario_subprocess_exits_2_with_one_line(runs, name) -> None:
+    r = runs[f"bad_{name}"]
+    path = r.argv[-1]
+    key = BAD[name][1]
+    assert r.returncode == 2, r.stderr
+    assert r.stdout == b""
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"clu: error: {path}: {key}: "), lines[0]
+
+
+@pytest.mark.slow
+def test_missing_cifar_fails_at_once_saying_where_files_go(runs) -> None:
+    r = runs["cifar"]
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    [line] = r.stderr.splitlines()
+    assert line.startswith(f"clu: error: {r.argv[-1]}: data.root: cifar10 files not found")
+    assert "no-cifar-here" in line and "cifar-10-batches-py" in line
+    assert "data.download = true" in line
 
 
 @pytest.mark.slow

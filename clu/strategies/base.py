@@ -313,6 +313,8 @@ class CLUStrategy(SupervisedTemplate):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
+        if self.optimized_param_id is None:  # else Avalanche's first train() would reset the restored state
+            self.make_optimizer(reset_optimizer_state=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.buffer.load_state_dict(state["buffer"])
         self.gen.set_state(state["torch_rng"])

@@ -58,7 +58,7 @@ class CLPUDERPP(CLUStrategy):
         out = super().logits(x, y)
         if y is None or not self.sides:
             return out
-        tasks = torch.tensor([self.task_of_class[int(c)] for c in y.tolist()], device=out.device)
+        tasks = torch.tensor([self.task_of_class.get(int(c), -1) for c in y.tolist()], device=out.device)
         for task, side in self.sides.items():
             sel = tasks == task
             if bool(sel.any()):

@@ -83,6 +83,22 @@ def fisher_of(strategy: CLUStrategy, ids: Tensor, n_batches: int) -> Mask:
     return fisher_diagonal(strategy.model, batches)
 
 
+@torch.no_grad()
+def silence_head_rows(model: torch.nn.Module, optimizer: torch.optim.Optimizer, classes: tuple[int, ...]) -> None:
+    """Zero the output-layer rows (weight, bias and their optimizer state) of ``classes``.
+
+    Task-aware only: a forgotten task's logits are masked for every other task, so its head rows receive
+    no gradient from then on; zeroed, they give exactly uniform outputs over the task (the proxy target).
+    """
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1:]
+    rows = torch.tensor(classes, dtype=torch.long)
+    for p in head[0].parameters() if head else ():
+        p[rows] = 0
+        for v in optimizer.state.get(p, {}).values():
+            if isinstance(v, Tensor) and v.shape == p.shape:
+                v[rows] = 0
+
+
 class ForgetTerm:
     """The unlearn term for one request: ``a_t · p_U · M_U ⊙ ∇ L_U`` on D_U batches."""
 
@@ -125,8 +141,11 @@ class ForgetTerm:
             temperature = calibrate_temperature(logits, s.logits(vx, vy))
             s.model.train()
             return tempered_target(logits, temperature)
-        if s.ctx.task_aware:  # the task's own head: the oracle never trained it, nothing to prefer
-            own = (logits > -1e3).float()
+        if s.ctx.task_aware:
+            # The oracle never trained this task's head rows (masked logits): it answers its samples with
+            # nearly uniform outputs over the task. Zeroed rows give exactly that; q is uniform over the task.
+            silence_head_rows(s.model, s.optimizer, request.target_classes)
+            own = (logits > -1e3).to(logits.dtype)
             return own / own.sum(1, keepdim=True)
         seen = sorted(s.known_classes | set(request.target_classes))
         return remove_classes_target(torch.softmax(logits, 1), request.target_classes, seen)

@@ -1,0 +1,254 @@
+"""Per-event evaluation (DESIGN §8) on a hand-made dataset and a fake model with hand-computed numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from clu.data.base import Dataset
+from clu.evaluation import GAPPED, StreamState, evaluate, run_summary, with_gaps
+from clu.events import LearnTask, Step, UnlearnRequest
+
+K = 6  # classes 0..5; tasks (0,1) (2,3) (4,5)
+# train ids 0..23, 4 per class (label = id // 4); test samples 0..11, 2 per class (label = j // 2)
+X_TRAIN = torch.arange(24, dtype=torch.float32).unsqueeze(1)
+Y_TRAIN = torch.arange(24) // 4
+X_TEST = (100 + torch.arange(12, dtype=torch.float32)).unsqueeze(1)
+Y_TEST = torch.arange(12) // 2
+DATA = Dataset("hand", X_TRAIN, Y_TRAIN, X_TEST, Y_TEST, np.array([], dtype=np.int64), K)
+
+WRONG = {0, 5, 6, 9, 20, 100, 102, 105, 108}
+"""Inputs (train id, or 100 + test index) the fake model gets wrong; everything else it gets right."""
+SCALE = 5.0
+
+
+def fake_logits(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One-hot logits of the true label, of the next class for the inputs in WRONG."""
+    wrong = torch.isin(x[:, 0], torch.tensor(sorted(WRONG), dtype=x.dtype))
+    pred = torch.where(wrong, (y + 1) % K, y)
+    return SCALE * torch.nn.functional.one_hot(pred, K).float()
+
+
+def learn(step: int, task: int) -> LearnTask:
+    classes = (2 * task, 2 * task + 1)
+    return LearnTask(step, task, classes, tuple(range(8 * task, 8 * task + 8)))
+
+
+FORGET_1 = UnlearnRequest(2, "class", (1,), (4, 5, 6, 7), 0)
+STEPS = [
+    Step(0, learn(0, 0), None),
+    Step(1, learn(1, 1), None),
+    Step(2, None, FORGET_1),
+    Step(3, learn(3, 2), None),
+]
+
+
+def state_after(n: int) -> StreamState:
+    s = StreamState()
+    for st in STEPS[:n]:
+        s.apply(st)
+    return s
+
+
+# ------------------------------------------------------------------------------------- StreamState
+
+
+def test_stream_state_learn_request_learn():
+    s = StreamState()
+    s.apply(STEPS[0])
+    assert s.retained_ids == set(range(8)) and s.forgotten_ids == set()
+    assert s.retained_classes == {0, 1} and s.newest_task == 0
+    s.apply(STEPS[1])
+    assert s.retained_ids == set(range(16)) and s.newest_task == 1
+    s.apply(STEPS[2])
+    assert s.retained_ids == set(range(16)) - {4, 5, 6, 7}
+    assert s.forgotten_ids == {4, 5, 6, 7}
+    assert s.forgotten_classes == {1}
+    assert s.retained_classes == {0, 2, 3}
+    assert s.newest_task == 1  # a request is not a task
+    s.apply(STEPS[3])  # a new task re-learns nothing that was forgotten
+    assert s.retained_ids == (set(range(24)) - {4, 5, 6, 7})
+    assert s.forgotten_ids == {4, 5, 6, 7} and s.forgotten_classes == {1}
+    assert s.retained_classes == {0, 2, 3, 4, 5}
+    assert s.task_classes == {0: (0, 1), 1: (2, 3), 2: (4, 5)}
+    assert s.newest_task == 2
+
+
+def test_stream_state_combined_step_unlearns_then_learns():
+    s = state_after(2)
+    s.apply(Step(2, learn(2, 2), FORGET_1))
+    assert s.forgotten_ids == {4, 5, 6, 7} and s.forgotten_classes == {1}
+    assert s.retained_ids == set(range(24)) - {4, 5, 6, 7}
+    assert s.newest_task == 2
+
+
+def test_stream_state_random_sample_forgets_ids_not_classes():
+    s = state_after(2)
+    s.apply(Step(2, None, UnlearnRequest(2, "random_sample", (), (1, 9, 14), 0)))
+    assert s.forgotten_ids == {1, 9, 14} and s.forgotten_classes == set()
+    assert s.retained_classes == {0, 1, 2, 3}
+
+
+def test_stream_state_relearning_a_forgotten_task_makes_it_retained_again():
+    """Task-aware: (1,T) (1,F) (1,R) -- the R brings the task's ids and classes back."""
+    s = StreamState()
+    t1 = LearnTask(0, 1, (2, 3), tuple(range(8, 16)), "T")
+    s.apply(Step(0, t1, None))
+    s.apply(Step(1, None, UnlearnRequest(1, "task", (2, 3), t1.sample_ids, 0, 1)))
+    assert s.retained_ids == set() and s.retained_classes == set()
+    s.apply(Step(2, LearnTask(2, 1, (2, 3), t1.sample_ids, "R"), None))
+    assert s.retained_ids == set(range(8, 16)) and s.forgotten_ids == set()
+    assert s.retained_classes == {2, 3}
+
+
+# ---------------------------------------------------------------------------------------- evaluate
+
+
+def _evaluate(n: int, **kw):
+    return evaluate(fake_logits, DATA, state_after(n), STEPS[n - 1], device=torch.device("cpu"), seed=0, **kw)
+
+
+def test_evaluate_after_first_learn():
+    values, per_task, probs = _evaluate(1)
+    # test of classes {0,1}: j=0..3, wrong j=0,2 -> 2/4
+    assert values["TA"] == pytest.approx(0.5)
+    # train ids 0..7, wrong 0,5,6 -> 5/8
+    assert values["RA"] == pytest.approx(5 / 8)
+    assert values["FA"] is None and values["FA_test"] is None  # nothing forgotten yet
+    assert values["NA"] == pytest.approx(0.5)  # the newest task is the only one
+    assert values["OA"] is None  # no earlier task
+    assert values["MIA"] is None and values["KL"] is None  # nothing to attack, no oracle
+    assert per_task == {0: pytest.approx(0.5)}
+    assert probs.shape[0] == 0
+
+
+def test_evaluate_after_a_class_request():
+    values, per_task, probs = _evaluate(3)
+    # retained classes {0,2,3}: test j=0,1,4,5,6,7; wrong j=0,5 -> 4/6
+    assert values["TA"] == pytest.approx(4 / 6)
+    # retained ids {0..3, 8..15}: wrong 0, 9 -> 10/12
+    assert values["RA"] == pytest.approx(10 / 12)
+    # forgotten ids {4,5,6,7}: wrong 5, 6 -> 2/4
+    assert values["FA"] == pytest.approx(0.5)
+    # test of the forgotten class 1: j=2,3; wrong j=2 -> 1/2
+    assert values["FA_test"] == pytest.approx(0.5)
+    assert values["NA"] is None  # a request learns no new task
+    # earlier retained tasks: class 0 (task 1 is the newest): j=0,1; wrong j=0 -> 1/2
+    assert values["OA"] == pytest.approx(0.5)
+    # task 0 only keeps class 0 (1/2); task 1: j=4..7, wrong j=5 -> 3/4
+    assert per_task == {0: pytest.approx(0.5), 1: pytest.approx(0.75)}
+    assert probs.shape == (4, K)
+    np.testing.assert_allclose(probs.sum(1), 1.0)
+    for key in ("MIA", "MIA_attack_acc", "MIA_thr"):
+        assert values[key] is not None and 0.0 <= values[key] <= 1.0
+
+
+def test_evaluate_after_a_later_learn():
+    values, per_task, _ = _evaluate(4)
+    # retained classes {0,2,3,4,5}: j=0,1,4..11; wrong j=0,5,8 -> 7/10
+    assert values["TA"] == pytest.approx(0.7)
+    # retained ids {0..3, 8..23}: wrong 0, 9, 20 -> 17/20
+    assert values["RA"] == pytest.approx(17 / 20)
+    assert values["FA"] == pytest.approx(0.5) and values["FA_test"] == pytest.approx(0.5)
+    # newest task (4,5): j=8..11, wrong j=8 -> 3/4
+    assert values["NA"] == pytest.approx(0.75)
+    # older retained classes {0,2,3}: 4/6
+    assert values["OA"] == pytest.approx(4 / 6)
+    assert per_task == {0: pytest.approx(0.5), 1: pytest.approx(0.75), 2: pytest.approx(0.75)}
+
+
+def test_evaluate_kl_to_the_oracle():
+    oracle = np.full((4, K), 1 / K)  # the oracle is uniform on the forgotten samples
+    values, _, _ = _evaluate(3, oracle_forget_probs=oracle)
+    # KL(uniform || softmax(5 * onehot)) = -log K - (1/K) * (5 - K log(e^5 + K - 1)), the same for every row
+    expected = -math.log(K) - (SCALE - K * math.log(math.exp(SCALE) + K - 1)) / K
+    assert values["KL"] == pytest.approx(expected)
+    values, _, probs = _evaluate(3, oracle_forget_probs=_evaluate(3)[2])
+    assert values["KL"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_evaluate_random_sample_request_has_no_fa_test():
+    s = state_after(2)
+    step = Step(2, None, UnlearnRequest(2, "random_sample", (), (0, 9, 10, 11), 0))
+    s.apply(step)
+    values, _, _ = evaluate(fake_logits, DATA, s, step, device=torch.device("cpu"), seed=0)
+    assert values["FA"] == pytest.approx(0.5)  # ids 0 and 9 wrong of 4
+    assert values["FA_test"] is None
+    # every class is still retained: TA over j=0..7, wrong j=0,2,5 -> 5/8
+    assert values["TA"] == pytest.approx(5 / 8)
+
+
+# ---------------------------------------------------------------------------------------- gaps
+
+
+def test_with_gaps_hand_computed():
+    values = {"TA": 0.8, "RA": 0.9, "FA": 0.5, "FA_test": 0.25, "MIA": 0.3, "NA": None}
+    oracle = {"TA": 0.9, "RA": 1.0, "FA": 0.0, "FA_test": 0.0, "MIA": 0.1, "NA": 0.7}
+    out = with_gaps(values, oracle)
+    assert out["TA_gap"] == pytest.approx(0.1)
+    assert out["RA_gap"] == pytest.approx(0.1)
+    assert out["FA_gap"] == pytest.approx(0.5)
+    assert out["FA_test_gap"] == pytest.approx(0.25)
+    assert out["MIA_gap"] == pytest.approx(0.2)
+    # AvgGap averages the gaps of TA, RA, FA, MIA (DESIGN §8), not FA_test
+    assert out["AvgGap"] == pytest.approx((0.1 + 0.1 + 0.5 + 0.2) / 4)
+    assert {k for k in out if k.endswith("_gap")} == {f"{m}_gap" for m in GAPPED}
+    for k, v in values.items():
+        assert out[k] == v  # the values themselves are untouched
+    assert "NA_gap" not in out
+
+
+def test_with_gaps_skips_missing_metrics():
+    values = {"TA": 0.6, "RA": 0.7, "FA": None, "FA_test": None, "MIA": None}
+    oracle = {"TA": 0.9, "RA": 0.9, "FA": None, "FA_test": None, "MIA": None}
+    out = with_gaps(values, oracle)
+    assert out["FA_gap"] is None and out["MIA_gap"] is None and out["FA_test_gap"] is None
+    assert out["AvgGap"] == pytest.approx((0.3 + 0.2) / 2)
+    assert with_gaps({"TA": None}, {"TA": None})["AvgGap"] is None
+
+
+def test_with_gaps_of_the_oracle_against_itself_is_zero():
+    v = {"TA": 0.7, "RA": 0.9, "FA": 0.0, "FA_test": 0.0, "MIA": 0.25}
+    out = with_gaps(v, v)
+    assert all(out[f"{m}_gap"] == 0.0 for m in GAPPED) and out["AvgGap"] == 0.0
+
+
+# ------------------------------------------------------------------------------------- run summary
+
+
+def test_run_summary_aia_bwt_forgetting():
+    per_event = [
+        {"kind": "learn", "TA": 0.9},
+        {"kind": "learn", "TA": 0.8},
+        {"kind": "class", "TA": 0.7},  # not a learn event: not in AIA, not a row of the matrix
+        {"kind": "learn+class", "TA": 0.75},
+    ]
+    per_task = [
+        {0: 0.9},
+        {0: 0.7, 1: 0.95},
+        {0: 0.1, 1: 0.1},
+        {0: 0.6, 1: 0.8, 2: 1.0},
+    ]
+    out = run_summary(per_event, per_task)
+    assert out["AIA"] == pytest.approx((0.9 + 0.8 + 0.75) / 3)
+    # rows: [0.9, -, -], [0.7, 0.95, -], [0.6, 0.8, 1.0]; task 2 was learned in the last row
+    assert out["BWT"] == pytest.approx(((0.6 - 0.9) + (0.8 - 0.95)) / 2)
+    assert out["Forgetting"] == pytest.approx(((0.9 - 0.6) + (0.95 - 0.8)) / 2)
+
+
+def test_run_summary_skips_a_task_forgotten_entirely():
+    per_event = [{"kind": "learn", "TA": 1.0}, {"kind": "learn", "TA": 0.5}, {"kind": "learn", "TA": 0.4}]
+    per_task = [{0: 1.0}, {0: 0.8, 1: 0.9}, {0: 0.6, 2: 0.7}]  # task 1 gone by the last row
+    out = run_summary(per_event, per_task)
+    assert out["AIA"] == pytest.approx(1.9 / 3)
+    assert out["BWT"] == pytest.approx(0.6 - 1.0)
+    assert out["Forgetting"] == pytest.approx(1.0 - 0.6)
+
+
+def test_run_summary_of_a_single_task_has_no_bwt():
+    out = run_summary([{"kind": "learn", "TA": 0.8}], [{0: 0.8}])
+    assert out["AIA"] == pytest.approx(0.8)
+    assert out["BWT"] is None and out["Forgetting"] is None

@@ -1,0 +1,250 @@
+"""``clu run``: the resolved config, the results folder and its files (DESIGN §9), the table, re-running a config."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from clu.config import ConfigError
+from clu.events import to_json
+from clu.runner import RunConfig, load_run_config, render_table, resolve_config, run
+from clu.scenario import events_for
+
+TINY = """
+name = "tiny"
+seed = 0
+[data]
+name = "digits"
+[model]
+name = "mlp"
+hidden = [32]
+[split]
+n_tasks = 3
+classes_per_task = 2
+class_order = "natural"
+[training]
+epochs = 1
+batch_size = 32
+buffer_size = 50
+[[schedule.rules]]
+kind = "class"
+start_after = 2
+"""
+UGCLU_SHORT = 'strategy = "ugclu"\nlabel = "ugclu"\nunlearn_iters = 10\n'
+LABELS = ["retrain", "er", "ugclu"]
+PER_EVENT_KEYS = {
+    "step", "kind", "TA", "RA", "FA", "FA_test", "MIA",
+    "TA_gap", "RA_gap", "FA_gap", "FA_test_gap", "MIA_gap", "AvgGap", "time_s",
+}
+ACCURACIES = ("TA", "RA", "FA", "FA_test", "NA", "OA", "MIA", "MIA_attack_acc", "MIA_thr")
+GAPS = ("TA_gap", "RA_gap", "FA_gap", "FA_test_gap", "MIA_gap", "AvgGap")
+
+_SCRIPT = Path(sys.executable).with_name("clu")
+CLU = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "clu.cli"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("runner")
+    (d / "tiny.toml").write_text(TINY)
+    (d / "ugclu-short.toml").write_text(UGCLU_SHORT)
+    return {"dir": d, "scenario": d / "tiny.toml", "ugclu": d / "ugclu-short.toml"}
+
+
+@pytest.fixture(scope="module")
+def config(files) -> RunConfig:
+    return resolve_config(str(files["scenario"]), ["er", str(files["ugclu"])], 0, "cpu")
+
+
+@pytest.fixture(scope="module")
+def result(files, config):
+    out = files["dir"] / "out"
+    summary = run(config, out, checkpoints=False, make_plots=False)
+    return out, summary
+
+
+def _csv(path: Path) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(path.read_text())))
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+def test_resolve_config_puts_the_oracle_first(config, files):
+    assert [c.label for c in config.strategies] == LABELS
+    assert [c.name for c in config.strategies] == ["retrain", "er", "ugclu"]
+    assert config.strategies[2].config.unlearn_iters == 10  # the preset file's override
+    assert (config.seed, config.device, config.scenario.name) == (0, "cpu", "tiny")
+    only = resolve_config(str(files["scenario"]), ["retrain"], None, None)
+    assert [c.label for c in only.strategies] == ["retrain"] and only.seed == 0 and only.device == "auto"
+
+
+def test_resolve_config_refuses_bad_strategy_lists(files):
+    with pytest.raises(ConfigError, match="twice"):
+        resolve_config(str(files["scenario"]), ["er", "er"], 0, "cpu")
+    with pytest.raises(ConfigError, match="clpu_derpp"):
+        resolve_config(str(files["scenario"]), ["clpu_derpp"], 0, "cpu")
+    with pytest.raises(ConfigError, match="er_magic"):
+        resolve_config(str(files["scenario"]), ["er_magic"], 0, "cpu")
+
+
+def test_run_refuses_a_non_empty_out(files, config):
+    busy = files["dir"] / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty"):
+        run(config, busy, checkpoints=False, make_plots=False)
+    assert [p.name for p in busy.iterdir()] == ["keep.txt"]
+
+
+# ------------------------------------------------------------------------------------- the folder
+
+
+def test_run_writes_the_result_files(result):
+    out, _ = result
+    for name in ("config.toml", "events.jsonl", "metrics.csv", "timings.csv", "summary.json"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob(".*.tmp"))  # no half-written leftovers
+
+
+def test_config_toml_is_the_resolved_config(result, config):
+    out, _ = result
+    raw = tomllib.loads((out / "config.toml").read_text())
+    assert {"seed", "device", "scenario", "strategies", "versions"} <= set(raw)
+    assert {"clu", "python", "torch", "avalanche"} <= set(raw["versions"])
+    assert load_run_config(out / "config.toml") == config
+
+
+def test_events_jsonl_is_the_event_stream(result, config):
+    out, _ = result
+    expected = [to_json(e) for e in events_for(config.scenario, config.seed)]
+    assert (out / "events.jsonl").read_text().splitlines() == expected
+
+
+def test_metrics_csv_long_format(result):
+    out, summary = result
+    rows = _csv(out / "metrics.csv")
+    assert rows[0] == ["strategy", "seed", "step", "event_kind", "metric", "value"]
+    body = rows[1:]
+    assert body and all(len(r) == 6 for r in body)
+    assert {r[0] for r in body} == set(LABELS)
+    assert {r[1] for r in body} == {"0"}
+    assert "time_s" not in {r[4] for r in body}  # wall-clock time lives in timings.csv
+    # every per-event value of summary.json is in metrics.csv, exactly
+    per_event = {(label, str(e["step"])): e for label, s in summary.data["strategies"].items() for e in s["per_event"]}
+    seen = 0
+    for label, _seed, step, kind, metric, value in body:
+        if step == "final":
+            assert kind == "run"
+            continue
+        e = per_event[(label, step)]
+        assert kind == e["kind"]
+        if metric in e:
+            assert (float(value) if value else None) == e[metric], (label, step, metric)
+            seen += 1
+    assert seen >= len(per_event) * len(PER_EVENT_KEYS - {"step", "kind", "time_s"})
+
+
+def test_timings_csv(result, config):
+    out, _ = result
+    rows = _csv(out / "timings.csv")
+    assert rows[0] == ["strategy", "seed", "step", "event_kind", "time_s"]
+    n_steps = len({e.step for e in events_for(config.scenario, config.seed)})
+    assert len(rows) - 1 == n_steps * len(LABELS)
+    assert all(float(r[4]) >= 0 for r in rows[1:])
+
+
+def test_summary_json_structure(result, config):
+    out, summary = result
+    data = json.loads((out / "summary.json").read_text())
+    assert data == summary.data
+    assert data["scenario"] == "tiny" and data["seed"] == 0
+    assert list(data["strategies"]) == LABELS
+    kinds = ["learn", "learn", "class", "learn", "class"]
+    for label, s in data["strategies"].items():
+        assert {"final", "per_event", "time_s"} <= set(s)
+        assert "error" not in s
+        assert [e["kind"] for e in s["per_event"]] == kinds
+        assert [e["step"] for e in s["per_event"]] == list(range(5))
+        assert s["time_s"] == pytest.approx(sum(e["time_s"] for e in s["per_event"]), abs=1e-5)
+        for e in s["per_event"]:
+            assert PER_EVENT_KEYS <= set(e), PER_EVENT_KEYS - set(e)
+            for m in ACCURACIES + GAPS:
+                v = e.get(m)
+                assert v is None or (isinstance(v, float) and 0.0 <= v <= 1.0), (label, e["step"], m, v)
+            assert e["time_s"] >= 0
+            assert e["TA"] is not None and e["RA"] is not None and e["AvgGap"] is not None
+        first, second, request = s["per_event"][:3]
+        for e in (first, second):  # nothing forgotten yet: these do not apply
+            assert e["FA"] is None and e["FA_test"] is None and e["MIA"] is None
+            assert e["FA_gap"] is None and e["MIA_gap"] is None
+            assert e["NA"] is not None
+        assert first["OA"] is None
+        assert request["NA"] is None  # a request learns no new task
+        assert request["FA"] is not None and request["FA_test"] is not None and request["FA_gap"] is not None
+        final = s["final"]
+        assert final["TA"] == s["per_event"][-1]["TA"]
+        assert {"AIA", "BWT", "Forgetting", "AvgGap_mean"} <= set(final)
+
+
+def test_the_oracle_row_has_zero_gaps(result):
+    _, summary = result
+    oracle = summary.data["strategies"]["retrain"]
+    for e in oracle["per_event"]:
+        assert e["AvgGap"] == 0.0
+        for g in GAPS:
+            assert e[g] in (0.0, None)
+    assert oracle["final"]["AvgGap_mean"] == 0.0
+    # the others are measured against it (er only purges its buffer: it still knows the forgotten class)
+    er = summary.data["strategies"]["er"]["per_event"]
+    assert er[2]["FA_gap"] == pytest.approx(abs(er[2]["FA"] - oracle["per_event"][2]["FA"]))
+    assert er[2]["FA_gap"] > 0
+
+
+def test_render_table_one_row_per_strategy(result):
+    _, summary = result
+    text = render_table(summary.data)
+    lines = text.splitlines()
+    rows = [line for line in lines if line.split() and line.split()[0] in LABELS]
+    assert [r.split()[0] for r in rows] == LABELS
+    assert lines[0].split() == ["strategy", "TA", "FA", "MIA", "AvgGap", "time_s"]
+    ta = summary.data["strategies"]["er"]["final"]["TA"]
+    assert f"{100 * ta:.1f}" in rows[1]
+    assert rows[0].split()[4] == "0.00"  # the oracle's mean AvgGap
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+@pytest.mark.slow
+def test_clu_run_config_toml_reproduces_metrics_byte_for_byte(result, files):
+    out, summary = result
+    again = files["dir"] / "again"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [*CLU, "run", str(out / "config.toml"), "--out", str(again), "--quiet"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (again / "metrics.csv").read_bytes() == (out / "metrics.csv").read_bytes()
+    assert (again / "events.jsonl").read_bytes() == (out / "events.jsonl").read_bytes()
+    assert load_run_config(again / "config.toml") == load_run_config(out / "config.toml")
+    for label in LABELS:  # the table names every strategy
+        assert any(line.split()[:1] == [label] for line in proc.stdout.splitlines()), proc.stdout
+    rerun = json.loads((again / "summary.json").read_text())
+
+    def without_time(d):
+        return [{k: v for k, v in e.items() if k != "time_s"} for e in d["per_event"]]
+
+    for label in LABELS:
+        assert without_time(rerun["strategies"][label]) == without_time(summary.data["strategies"][label])
+    assert math.isfinite(rerun["strategies"]["ugclu"]["final"]["TA"])
