@@ -56,16 +56,14 @@ class ReplayBuffer:
         self._labels = dict(slots)
 
     def _add_balanced(self, ids: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> None:
-        by_class: dict[int, list[int]] = {}
+        pools: dict[int, list[int]] = {}
         for i, y in self._labels.items():
-            by_class.setdefault(y, []).append(i)
-        fresh: dict[int, np.ndarray] = {int(c): ids[labels == c] for c in np.unique(labels)}
-        classes = sorted(set(by_class) | set(fresh))
-        quota, extra = divmod(self.capacity, len(classes))
+            pools.setdefault(y, []).append(i)
+        for c in np.unique(labels):
+            pools.setdefault(int(c), []).extend(ids[labels == c].tolist())
         kept: dict[int, int] = {}
-        for k, c in enumerate(classes):
-            q = quota + (1 if k < extra else 0)
-            pool = np.array(sorted(by_class.get(c, [])) + sorted(fresh.get(c, np.empty(0, np.int64)).tolist()))
+        for c, q in _water_fill({c: len(p) for c, p in pools.items()}, self.capacity).items():
+            pool = np.array(sorted(pools[c]), dtype=np.int64)
             if len(pool) > q:
                 pool = np.sort(rng.choice(pool, size=q, replace=False))
             kept.update((int(i), c) for i in pool)
@@ -93,3 +91,23 @@ class ReplayBuffer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._labels = dict(zip((int(i) for i in state["ids"]), (int(y) for y in state["labels"])))
         self._seen = int(state["seen"])
+
+
+def _water_fill(sizes: dict[int, int], capacity: int) -> dict[int, int]:
+    """Equal shares per class (the lowest class ids get the remainder); a class with fewer samples than
+    its share keeps them all and its spare slots go to the others."""
+    quota: dict[int, int] = {}
+    open_ = sorted(sizes)
+    left = capacity
+    while open_:
+        share, extra = divmod(left, len(open_))
+        small = [c for c in open_ if sizes[c] <= share]
+        if not small:
+            for k, c in enumerate(open_):
+                quota[c] = share + (1 if k < extra else 0)
+            break
+        for c in small:
+            quota[c] = sizes[c]
+            left -= sizes[c]
+        open_ = [c for c in open_ if c not in small]
+    return quota
