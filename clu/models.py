@@ -3,29 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 from torch import Tensor, nn
 
-from clu.config import check
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """The ``[model]`` table of a scenario file."""
-
-    name: Literal["mlp", "cnn", "resnet18"] = "mlp"
-    """Architecture."""
-    hidden: tuple[int, ...] = (256, 256)
-    """mlp only: hidden layer widths."""
-    width: int = 32
-    """cnn only: channels of the first convolution (doubled in the second)."""
-
-    def validate(self) -> None:
-        check(all(h > 0 for h in self.hidden), "hidden", f"widths must be positive, got {list(self.hidden)}")
-        check(self.width > 0, "width", f"must be positive, got {self.width}")
+from clu.specs import ModelSpec
 
 
 class MLP(nn.Module):

@@ -14,9 +14,8 @@ from typing import Literal
 import numpy as np
 
 from clu.config import ConfigError, check, from_dict, read_toml
-from clu.data.base import DataSpec
 from clu.events import Event, LearnTask, RequestKind, UnlearnRequest
-from clu.models import ModelSpec
+from clu.specs import DataSpec, ModelSpec
 
 
 @dataclass(frozen=True)

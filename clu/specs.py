@@ -1,0 +1,58 @@
+"""The ``[data]`` and ``[model]`` tables of a scenario file.
+
+Kept free of torch so that reading and validating scenario files (``clu events``, ``clu scenarios``,
+``import clu``) stays fast; :mod:`clu.data` and :mod:`clu.models` build the real things from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from clu.config import check
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which dataset to load and how (the ``[data]`` table of a scenario file)."""
+
+    name: str = "digits"
+    """Registry name: digits, mnist5k, synthetic, mnist, fashion_mnist, cifar10, cifar100, tinyimagenet."""
+    root: str = "data"
+    """Folder holding downloaded files (torchvision sets, tinyimagenet); relative to the working folder."""
+    download: bool = False
+    """Allow torchvision to download missing files (needs network; off by default)."""
+    val_fraction: float = 0.1
+    """Stratified fraction of the train split held out as validation (never learned)."""
+    test_fraction: float = 0.2
+    """Test fraction for sources without an official test split (digits, mnist5k, synthetic)."""
+    n_samples: int = 5000
+    """synthetic only: number of samples (train + test)."""
+    n_features: int = 32
+    """synthetic only: number of features."""
+    n_classes: int = 10
+    """synthetic only: number of classes."""
+
+    def validate(self) -> None:
+        check(0.0 <= self.val_fraction < 0.5, "val_fraction", f"must be in [0, 0.5), got {self.val_fraction}")
+        check(0.0 < self.test_fraction < 0.9, "test_fraction", f"must be in (0, 0.9), got {self.test_fraction}")
+        check(self.n_samples >= 100, "n_samples", f"must be at least 100, got {self.n_samples}")
+        check(self.n_features >= 2, "n_features", f"must be at least 2, got {self.n_features}")
+        check(2 <= self.n_classes <= 1000, "n_classes", f"must be in [2, 1000], got {self.n_classes}")
+
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The ``[model]`` table of a scenario file."""
+
+    name: Literal["mlp", "cnn", "resnet18"] = "mlp"
+    """Architecture."""
+    hidden: tuple[int, ...] = (256, 256)
+    """mlp only: hidden layer widths."""
+    width: int = 32
+    """cnn only: channels of the first convolution (doubled in the second)."""
+
+    def validate(self) -> None:
+        check(all(h > 0 for h in self.hidden), "hidden", f"widths must be positive, got {list(self.hidden)}")
+        check(self.width > 0, "width", f"must be positive, got {self.width}")
