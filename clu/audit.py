@@ -97,7 +97,10 @@ class AuditReport:
             if f.ids:
                 first = f.ids[0]
                 step, req = self.forgotten_at.get(first, (-1, -1))
-                more = f" (and {len(f.ids) - 1} more: {', '.join(map(str, f.ids[1:6]))}{', ...' if len(f.ids) > 6 else ''})" if len(f.ids) > 1 else ""
+                more = ""
+                if len(f.ids) > 1:
+                    shown = ", ".join(map(str, f.ids[1:6])) + (", ..." if len(f.ids) > 6 else "")
+                    more = f" (and {len(f.ids) - 1} more: {shown})"
                 lines.append(
                     f"FAIL: forgotten id {first} (request {req}, step {step}) found in {f.file} at {f.where}{more}"
                 )
@@ -294,7 +297,8 @@ def _scan_file(report: AuditReport, run_dir: Path, path: Path, tl: _Timeline) ->
                 if cols:
                     rows = list(reader)
                     for c in cols:
-                        ids = [int(x) for r in rows for x in str(r.get(c) or "").replace(";", " ").split() if x.lstrip("-").isdigit()]
+                        cells = (str(r.get(c) or "").replace(";", " ").split() for r in rows)
+                        ids = [int(x) for cell in cells for x in cell if x.lstrip("-").isdigit()]
                         _check(report, rel, iter([(f"column {c}", ids)]), forbidden)
         elif suffix == ".pt":
             _scan_checkpoint(report, run_dir, path, tl)
@@ -314,7 +318,8 @@ def _check_fa(report: AuditReport, run_dir: Path, tl: _Timeline) -> None:
         try:
             with cfg.open("rb") as f:
                 raw = tomllib.load(f)
-            labels = [str(s.get("label") or s.get("strategy")) for s in raw.get("strategies", []) if isinstance(s, dict)]
+            entries = [s for s in raw.get("strategies", []) if isinstance(s, dict)]
+            labels = [str(s.get("label") or s.get("strategy")) for s in entries]
         except (OSError, tomllib.TOMLDecodeError):
             pass  # reported by the file scan
     path = run_dir / "summary.json"
@@ -338,7 +343,8 @@ def _check_fa(report: AuditReport, run_dir: Path, tl: _Timeline) -> None:
         last = len(per_event) - 1  # records run from the first event on: position of the last one
         needs_fa = bool(per_event) and 0 <= last < len(tl.after) and bool(tl.after[last])
         fa = (entry.get("final") or {}).get("FA")
-        if needs_fa and not (isinstance(fa, (int, float)) and not isinstance(fa, bool) and math.isfinite(fa) and 0 <= fa <= 1):
+        reported = isinstance(fa, (int, float)) and not isinstance(fa, bool) and math.isfinite(fa) and 0 <= fa <= 1
+        if needs_fa and not reported:
             report.findings.append(
                 Finding("summary.json", f"strategies.{label}.final.FA", f"final FA is not reported (got {fa!r})")
             )

@@ -228,9 +228,6 @@ def run(
 
             state = load_checkpoint(ckpt)
             strategy.load_state_dict(state["strategy"])
-            # Avalanche wipes the optimizer state (momentum) on a strategy's first ``train()`` unless it
-            # already knows the optimized parameters; a resumed strategy has trained before, so tell it.
-            strategy.optimized_param_id = dict(strategy.model.named_parameters())
             res.records = [EventRecord.from_state(r) for r in state["records"]]
             res.error = state.get("error")
             start = state["event_index"] + 1

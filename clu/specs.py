@@ -39,6 +39,14 @@ class DataSpec:
         check(self.n_samples >= 100, "n_samples", f"must be at least 100, got {self.n_samples}")
         check(self.n_features >= 2, "n_features", f"must be at least 2, got {self.n_features}")
         check(2 <= self.n_classes <= 1000, "n_classes", f"must be in [2, 1000], got {self.n_classes}")
+        if self.name == "synthetic":  # make_classification needs n_classes <= 2 ** n_informative
+            informative = max(2, self.n_features // 2)
+            check(
+                self.n_classes <= 2**informative,
+                "n_classes",
+                f"{self.n_classes} classes need n_features >= {2 * (self.n_classes - 1).bit_length()} "
+                f"(synthetic uses n_features // 2 informative features); got n_features = {self.n_features}",
+            )
 
 
 

@@ -87,6 +87,14 @@ def from_arrays(
 ) -> Dataset:
     """A Dataset from one pool of samples, split train/test by a fixed seeded stratified split."""
     train_idx, test_idx = stratified_split(y, spec.test_fraction, seed=split_seed)
+    if len(test_idx) == 0 or len(train_idx) == 0:
+        from clu.data.registry import DataError
+
+        raise DataError(
+            f"test_fraction {spec.test_fraction} leaves an empty {'test' if len(test_idx) == 0 else 'train'} "
+            f"split of the {len(y)} {name} samples",
+            key="data.test_fraction",
+        )
     return with_validation(
         name,
         torch.as_tensor(x[train_idx], dtype=torch.float32),
