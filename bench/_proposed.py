@@ -1,0 +1,148 @@
+"""Library changes proposed from the overhead profile, applied as temporary patches for ``overhead.py --proposed``.
+
+Each patch does the same arithmetic as the library code it replaces (the bench checks the weights stay
+bit-identical) with fewer tensor operations or Python steps per iteration:
+
+1. ``clu/update/step.py`` ``_fast_grads``: skip ``g * term.coef`` when the coefficient is 1 (a full copy of
+   every gradient per fast term) and add further terms in place.
+2. ``clu/update/step.py`` ``fast_slow_step``: clip with ``torch.nn.utils.clip_grad_norm_`` (one fused norm and
+   one fused scale instead of a per-tensor loop with ``.float()``/``.to()`` copies) and only when ``clip > 0``
+   (the norm was computed and thrown away otherwise); skip ``slow_coef * slow`` when it is 1; keep terms that
+   already are ``FastTerm``.
+3. ``clu/strategies/base.py`` ``learn_loss``: keep ``self.mbatch`` when ``training_epoch`` has just set it for
+   the same batch (a second ``torch.zeros_like`` and list per iteration).
+4. ``clu/data/base.py`` ``Dataset.train_batch``: index directly with a long tensor instead of the
+   tensor → numpy → tensor round trip.
+5. ``clu/replay.py`` ``ReplayBuffer.sample``: cache the sorted id tensor until the buffer changes, instead of
+   sorting the ids and building a tensor on every call.
+
+Nothing here is imported by the library; ``applied()`` restores the originals on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+
+def _fast_grads(params: Any, terms: Any) -> Any:
+    acc: list[Any] = [None] * len(params)
+    value = None
+    used = []
+    tensors = [p for _, p in params]
+    for term in terms:
+        loss = term.loss_fn()
+        if loss is None:
+            continue
+        grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+        for i, ((name, _p), g) in enumerate(zip(params, grads)):
+            if g is None:
+                continue
+            if term.coef != 1.0:
+                g = g * term.coef
+            if term.mask is not None and name in term.mask:
+                g = g * term.mask[name].to(device=g.device, dtype=g.dtype)
+            acc[i] = g if acc[i] is None else acc[i].add_(g)
+        value = (0.0 if value is None else value) + term.coef * float(loss.detach().item())
+        used.append(term.mask)
+    return acc, value, used
+
+
+def _make_fast_slow_step(S: Any) -> Any:
+    def fast_slow_step(model: Any, optimizer: Any, fast_terms: Any, slow_loss_fn: Any, *, clip: float = 0.0,
+                       slow_coef: float = 1.0, order: str = "fast_slow") -> Any:
+        if order not in ("fast_slow", "joint"):
+            raise ValueError(f"order must be 'fast_slow' or 'joint', got {order!r}")
+        terms = [t if isinstance(t, S.FastTerm) else S.FastTerm(*t) for t in fast_terms]
+        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        optimizer.zero_grad(set_to_none=True)
+        grads, fast_value, used = S._fast_grads(params, terms)
+        for (_, p), g in zip(params, grads):
+            p.grad = g
+        if fast_value is not None and clip > 0:
+            torch.nn.utils.clip_grad_norm_([p for _, p in params], clip)
+        fast_mask = S._union_mask(used)
+        if order == "joint":
+            slow_value = None
+            if slow_loss_fn is not None:
+                slow = slow_loss_fn()
+                if slow is not None:
+                    (slow if slow_coef == 1.0 else slow_coef * slow).backward()
+                    slow_value = slow_coef * float(slow.detach().item())
+            if fast_value is not None or slow_value is not None:
+                S.masked_step(model, optimizer, fast_mask if slow_value is None else None)
+            return fast_value, slow_value
+        if fast_value is not None:
+            S.masked_step(model, optimizer, fast_mask)
+        slow_value = None
+        if slow_loss_fn is not None:
+            optimizer.zero_grad(set_to_none=True)
+            slow = slow_loss_fn()
+            if slow is not None:
+                (slow if slow_coef == 1.0 else slow_coef * slow).backward()
+                optimizer.step()
+                slow_value = slow_coef * float(slow.detach().item())
+        return fast_value, slow_value
+
+    return fast_slow_step
+
+
+def _learn_loss(self: Any, x: Any, y: Any) -> Any:
+    from clu.update import cross_entropy
+
+    mb = self.mbatch
+    if mb is None or len(mb) < 2 or mb[0] is not x or mb[1] is not y:
+        self.mbatch = [x, y, torch.zeros_like(y)]
+    self._fire("before_forward")
+    self.mb_output = self.logits(x, y)
+    self._fire("after_forward")
+    self.loss = cross_entropy(self.mb_output, y)
+    self._fire("before_backward")
+    return self.loss
+
+
+def _train_batch(self: Any, ids: Any) -> Any:
+    if isinstance(ids, torch.Tensor) and ids.dtype == torch.long:
+        idx = ids
+    else:
+        idx = torch.as_tensor(np.asarray(ids), dtype=torch.long)
+    return self.inputs(self.x_train[idx]), self.y_train[idx]
+
+
+def _sample(self: Any, n: int, generator: torch.Generator) -> torch.Tensor:
+    key = (id(self._labels), len(self._labels))
+    cached = self.__dict__.get("_bench_ids")
+    if cached is None or cached[0] != key:
+        cached = (key, torch.tensor(self.ids(), dtype=torch.long))
+        self.__dict__["_bench_ids"] = cached
+    ids = cached[1]
+    if len(ids) == 0 or n <= 0:
+        return ids[:0]
+    if n >= len(ids):
+        return ids[torch.randint(len(ids), (n,), generator=generator)]
+    return ids[torch.randperm(len(ids), generator=generator)[:n]]
+
+
+@contextlib.contextmanager
+def applied() -> Iterator[None]:
+    """All five patches for the duration of the block."""
+    import clu.replay as R
+    import clu.strategies.base as B
+    import clu.update.step as S
+    from clu.data.base import Dataset
+
+    fss = _make_fast_slow_step(S)
+    saved = [(S, "_fast_grads", S._fast_grads), (S, "fast_slow_step", S.fast_slow_step),
+             (B, "fast_slow_step", B.fast_slow_step), (B.CLUStrategy, "learn_loss", B.CLUStrategy.learn_loss),
+             (Dataset, "train_batch", Dataset.train_batch), (R.ReplayBuffer, "sample", R.ReplayBuffer.sample)]
+    new = [_fast_grads, fss, fss, _learn_loss, _train_batch, _sample]
+    try:
+        for (obj, attr, _old), fn in zip(saved, new):
+            setattr(obj, attr, fn)
+        yield
+    finally:
+        for obj, attr, old in saved:
+            setattr(obj, attr, old)
