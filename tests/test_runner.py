@@ -18,27 +18,8 @@ from clu.config import ConfigError
 from clu.events import to_json
 from clu.runner import RunConfig, load_run_config, render_table, resolve_config, run
 from clu.scenario import events_for
+from tiny import TINY
 
-TINY = """
-name = "tiny"
-seed = 0
-[data]
-name = "digits"
-[model]
-name = "mlp"
-hidden = [32]
-[split]
-n_tasks = 3
-classes_per_task = 2
-class_order = "natural"
-[training]
-epochs = 1
-batch_size = 32
-buffer_size = 50
-[[schedule.rules]]
-kind = "class"
-start_after = 2
-"""
 UGCLU_SHORT = 'strategy = "ugclu"\nlabel = "ugclu"\nunlearn_iters = 10\n'
 LABELS = ["retrain", "er", "ugclu"]
 PER_EVENT_KEYS = {

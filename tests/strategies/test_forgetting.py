@@ -18,29 +18,10 @@ from clu.strategies import StrategyChoice, strategy_config
 from clu.strategies.forgetting import ForgetConfig, ForgetTerm
 from clu.strategies.ugclu import UGCLUConfig
 from clu.update import cross_entropy, mask_ratio
+from tiny import TINY
 
 CPU = torch.device("cpu")
 torch.set_num_threads(1)
-TINY = """
-name = "tiny"
-seed = 0
-[data]
-name = "digits"
-[model]
-name = "mlp"
-hidden = [32]
-[split]
-n_tasks = 3
-classes_per_task = 2
-class_order = "natural"
-[training]
-epochs = 1
-batch_size = 32
-buffer_size = 50
-[[schedule.rules]]
-kind = "class"
-start_after = 2
-"""
 SPEC = scenario_from_dict(tomllib.loads(TINY), "tiny.toml")
 DATA = load_dataset(SPEC.data)
 STEPS = group_steps(events_for(SPEC, SPEC.seed))

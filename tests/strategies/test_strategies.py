@@ -24,29 +24,10 @@ from clu.events import steps as group_steps
 from clu.runner import resolve_config, run
 from clu.scenario import ScenarioSpec, events_for, scenario_from_dict
 from clu.strategies import STRATEGIES, CLUStrategy, StrategyChoice, strategy_config
+from tiny import TINY
 
 CPU = torch.device("cpu")
 torch.set_num_threads(1)  # tiny models; clu.runner.run does the same
-TINY = """
-name = "tiny"
-seed = 0
-[data]
-name = "digits"
-[model]
-name = "mlp"
-hidden = [32]
-[split]
-n_tasks = 3
-classes_per_task = 2
-class_order = "natural"
-[training]
-epochs = 1
-batch_size = 32
-buffer_size = 50
-[[schedule.rules]]
-kind = "class"
-start_after = 2
-"""
 TASK_AWARE_PARTIAL = TINY.replace('name = "tiny"', 'name = "tiny-aware"\nsetting = "task_aware"').replace(
     '[[schedule.rules]]\nkind = "class"\nstart_after = 2\n',
     '[schedule]\nsequence = [[0, "R"], [1, "T"], [2, "R"], [1, "F"]]\n',
