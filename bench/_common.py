@@ -173,14 +173,25 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     p.add_argument("--record", action="store_true",
                    help="also append the block as a dated section of bench/RESULTS.md")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats: a smoke test, not a figure")
+    p.add_argument("--json", type=Path, default=None, help=argparse.SUPPRESS)  # run_all's headline figures
     return p
 
 
-def emit(block: str, args: argparse.Namespace, title: str) -> None:
-    """Print the block, write it to ``--md`` and append it to RESULTS.md with ``--record``."""
+def headline(figure: str, value: str, target: str, met: bool | None, load: str = "") -> dict[str, object]:
+    """One row of run_all's summary table."""
+    return {"figure": figure, "value": value, "target": target, "met": met, "load": load}
+
+
+def emit(block: str, args: argparse.Namespace, title: str, headlines: Sequence[dict[str, object]] = ()) -> None:
+    """Print the block, write it to ``--md`` (and headline figures to ``--json``), and append it to
+    RESULTS.md with ``--record``."""
     print(block)
     if args.md is not None:
         write_atomic(args.md, block)
+    if args.json is not None:
+        import json
+
+        write_atomic(args.json, json.dumps(list(headlines)))
     if args.record:
         append_section(block, title)
         say(f"appended to {RESULTS}")

@@ -278,6 +278,21 @@ def _verdicts(outcomes: list[Outcome]) -> list[str]:
     return out
 
 
+def headlines(outcomes: list[Outcome]) -> list[dict[str, object]]:
+    rows = []
+    biggest = max((o.retained for o in outcomes if o.data.startswith("synthetic")), default=None)
+    for o in outcomes:
+        if o.retained != biggest and not (o.data == f"synthetic-{TARGET_SIZE // 1000}k"):
+            continue
+        r, fa, ta = o.ratio(METHOD), o.gap(METHOD, "FA"), o.gap(METHOD, "TA")
+        gaps_ok = all(g is None or abs(g) <= GAP_TARGET for g in (fa, ta))
+        rows.append(C.headline(
+            f"unlearn cost, ugclu ÷ retrain ({o.data}, {o.kind.replace('_', ' ')}); FA │ TA gap",
+            f"{r:.3f}; {C.pct(fa)} │ {C.pct(ta)} pts",
+            f"≤ {RATIO_TARGET}; |gaps| ≤ 3", r <= RATIO_TARGET and gaps_ok, o.load))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = C.parser(__doc__)
     p.add_argument("--sizes", default="5000,20000,80000", help="synthetic sizes (samples, train + test)")
@@ -308,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                           profile=spec.get("n_samples") == biggest and spec["name"] == "synthetic")
         outcomes += res
         breakdown = bd or breakdown
-    C.emit(render(outcomes, breakdown, args, time.perf_counter() - t0), args, "unlearn cost")
+    C.emit(render(outcomes, breakdown, args, time.perf_counter() - t0), args, "unlearn cost", headlines(outcomes))
     return 0
 
 
