@@ -136,7 +136,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str | 
     align = align or ("l" + "r" * (len(header) - 1))
     lines = ["| " + " | ".join(header) + " |",
              "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
 

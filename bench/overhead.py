@@ -247,7 +247,7 @@ def render(results: list[tuple[Bench, dict[str, Any], dict[str, Any], float]], a
 def main(argv: list[str] | None = None) -> int:
     p = C.parser(__doc__)
     p.add_argument("--scenarios", default="digits-class,mnist5k-class")
-    p.add_argument("--repeats", type=int, default=12, help="runs per side (default 12)")
+    p.add_argument("--repeats", type=int, default=16, help="runs per side (default 16)")
     p.add_argument("--proposed", action="store_true",
                    help="also time the framework with the library changes of bench/_proposed.py")
     args = p.parse_args(argv)
