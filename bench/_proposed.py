@@ -4,11 +4,13 @@ Each patch does the same arithmetic as the library code it replaces (the bench c
 bit-identical) with fewer tensor operations or Python steps per iteration:
 
 1. ``clu/update/step.py`` ``_fast_grads``: skip ``g * term.coef`` when the coefficient is 1 (a full copy of
-   every gradient per fast term) and add further terms in place.
+   every gradient per fast term) — unless autograd handed back an expanded (non-contiguous) or shared tensor,
+   which must still be copied before the in-place clip.
 2. ``clu/update/step.py`` ``fast_slow_step``: clip with ``torch.nn.utils.clip_grad_norm_`` (one fused norm and
    one fused scale instead of a per-tensor loop with ``.float()``/``.to()`` copies) and only when ``clip > 0``
    (the norm was computed and thrown away otherwise); skip ``slow_coef * slow`` when it is 1; keep terms that
-   already are ``FastTerm``.
+   already are ``FastTerm``; ``_union_mask`` returns a single mask as it is (masks are 0/1 by contract);
+   ``masked_step`` restores frozen entries with ``torch.where(..., out=)`` instead of ``where`` + ``copy_``.
 3. ``clu/strategies/base.py`` ``learn_loss``: keep ``self.mbatch`` when ``training_epoch`` has just set it for
    the same batch (a second ``torch.zeros_like`` and list per iteration).
 4. ``clu/data/base.py`` ``Dataset.train_batch``: index directly with a long tensor instead of the
@@ -38,14 +40,16 @@ def _fast_grads(params: Any, terms: Any) -> Any:
         if loss is None:
             continue
         grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+        own: set[int] = set()
         for i, ((name, _p), g) in enumerate(zip(params, grads)):
             if g is None:
                 continue
-            if term.coef != 1.0:
-                g = g * term.coef
+            if term.coef != 1.0 or id(g) in own or not g.is_contiguous():
+                g = g * term.coef  # a fresh tensor: autograd may hand back expanded or shared gradients
+            own.add(id(g))
             if term.mask is not None and name in term.mask:
                 g = g * term.mask[name].to(device=g.device, dtype=g.dtype)
-            acc[i] = g if acc[i] is None else acc[i].add_(g)
+            acc[i] = g if acc[i] is None else acc[i] + g
         value = (0.0 if value is None else value) + term.coef * float(loss.detach().item())
         used.append(term.mask)
     return acc, value, used
@@ -90,6 +94,48 @@ def _make_fast_slow_step(S: Any) -> Any:
     return fast_slow_step
 
 
+def _make_union_mask(S: Any) -> Any:
+    orig = S._union_mask
+
+    def _union_mask(masks: Any) -> Any:
+        if masks and len(masks) == 1 and masks[0] is not None:
+            return masks[0]
+        return orig(masks)
+
+    return _union_mask
+
+
+def _make_masked_step(S: Any) -> Any:
+    from torch import Tensor
+
+    @torch.no_grad()
+    def masked_step(model: Any, optimizer: Any, mask: Any) -> None:
+        if mask is None:
+            optimizer.step()
+            return
+        checked = S._check_mask(model, mask)
+        saved = []
+        for p, m in checked.values():
+            free = m != 0
+            if p.grad is not None:
+                p.grad.mul_(m.to(p.grad.dtype))
+            if bool(free.all()):
+                continue
+            state = optimizer.state.get(p, {})
+            buffers = {k: v.clone() for k, v in state.items() if isinstance(v, Tensor) and v.shape == p.shape}
+            saved.append((p, free, p.detach().clone(), buffers))
+        optimizer.step()
+        for p, free, old, buffers in saved:
+            torch.where(free, p, old, out=p)
+            for k, v in optimizer.state.get(p, {}).items():
+                if not (isinstance(v, Tensor) and v.shape == p.shape):
+                    continue
+                before = buffers.get(k)
+                torch.where(free, v, torch.zeros_like(v) if before is None else before, out=v)
+
+    return masked_step
+
+
 def _learn_loss(self: Any, x: Any, y: Any) -> Any:
     from clu.update import cross_entropy
 
@@ -128,7 +174,7 @@ def _sample(self: Any, n: int, generator: torch.Generator) -> torch.Tensor:
 
 @contextlib.contextmanager
 def applied() -> Iterator[None]:
-    """All five patches for the duration of the block."""
+    """All the patches for the duration of the block."""
     import clu.replay as R
     import clu.strategies.base as B
     import clu.update.step as S
@@ -136,9 +182,10 @@ def applied() -> Iterator[None]:
 
     fss = _make_fast_slow_step(S)
     saved = [(S, "_fast_grads", S._fast_grads), (S, "fast_slow_step", S.fast_slow_step),
+             (S, "_union_mask", S._union_mask), (S, "masked_step", S.masked_step),
              (B, "fast_slow_step", B.fast_slow_step), (B.CLUStrategy, "learn_loss", B.CLUStrategy.learn_loss),
              (Dataset, "train_batch", Dataset.train_batch), (R.ReplayBuffer, "sample", R.ReplayBuffer.sample)]
-    new = [_fast_grads, fss, fss, _learn_loss, _train_batch, _sample]
+    new = [_fast_grads, fss, _make_union_mask(S), _make_masked_step(S), fss, _learn_loss, _train_batch, _sample]
     try:
         for (obj, attr, _old), fn in zip(saved, new):
             setattr(obj, attr, fn)

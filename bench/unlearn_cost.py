@@ -236,7 +236,7 @@ def render(outcomes: list[Outcome], breakdown: str | None, args: Any, elapsed: f
         f"Stream: 2 tasks × 5 classes, then one request (`class`: one class of task 2; `random sample`: 5 % of the "
         f"retained samples); MLP 256-256, batch 32, {args.epochs} epoch(s) per task, buffer 500, seed {SEED}, 1 torch "
         f"thread; strategy presets from `strategies/`. Times: median of {args.repeats + 1} interleaved timings "
-        f"(the driver's `time_s` and {args.repeats} repeats from the saved state before the request). Gaps: "
+        f"(the driver's `time_s` and {args.repeats} repeat(s) from the saved state before the request). Gaps: "
         "strategy − oracle in points at the request (one seed); *TA gap before request*: the same at the "
         "preceding learn event, i.e. what continual learning alone left. *load*: 1-min load average.",
         "",

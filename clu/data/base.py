@@ -63,7 +63,7 @@ class Dataset:
         return x
 
     def train_batch(self, ids: np.ndarray | Tensor) -> tuple[Tensor, Tensor]:
-        idx = torch.as_tensor(np.asarray(ids), dtype=torch.long)
+        idx = ids if isinstance(ids, Tensor) and ids.dtype == torch.long else torch.as_tensor(np.asarray(ids), dtype=torch.long)
         return self.inputs(self.x_train[idx]), self.y_train[idx]
 
 

@@ -129,6 +129,8 @@ def _union_mask(masks: Sequence[Mask | None]) -> Mask | None:
     """Entry-wise OR of masks: free if any mask frees it (``None`` or a missing key frees all)."""
     if not masks or any(m is None for m in masks):
         return None
+    if len(masks) == 1:
+        return masks[0]
     names = set(masks[0])
     for m in masks[1:]:
         names &= set(m)
@@ -154,10 +156,11 @@ def _fast_grads(
         for i, ((name, p), g) in enumerate(zip(params, grads)):
             if g is None:
                 continue
-            g = g * term.coef
+            if term.coef != 1.0 or not g.is_contiguous():
+                g = g * term.coef  # (coef 1: autograd's own tensor is used as is, no copy)
             if term.mask is not None and name in term.mask:
                 g = g * term.mask[name].to(device=g.device, dtype=g.dtype)
-            acc[i] = g if acc[i] is None else acc[i] + g
+            acc[i] = g if acc[i] is None else acc[i] + g  # a sum is a fresh tensor
         value = (0.0 if value is None else value) + term.coef * float(loss.detach().item())
         used.append(term.mask)
     return acc, value, used
@@ -182,14 +185,14 @@ def fast_slow_step(
     """
     if order not in ("fast_slow", "joint"):
         raise ValueError(f"order must be 'fast_slow' or 'joint', got {order!r}")
-    terms = [FastTerm(*t) for t in fast_terms]
+    terms = [t if isinstance(t, FastTerm) else FastTerm(*t) for t in fast_terms]
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
     optimizer.zero_grad(set_to_none=True)
     grads, fast_value, used = _fast_grads(params, terms)
     for (_, p), g in zip(params, grads):
         p.grad = g
-    if fast_value is not None:
+    if fast_value is not None and clip > 0:
         clip_grad([p for _, p in params], clip)
     fast_mask = _union_mask(used)
 
