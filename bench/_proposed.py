@@ -1,7 +1,11 @@
 """Library changes proposed from the overhead profile, applied as temporary patches for ``overhead.py --proposed``.
 
 Each patch does the same arithmetic as the library code it replaces (the bench checks the weights stay
-bit-identical) with fewer tensor operations or Python steps per iteration:
+bit-identical) with fewer tensor operations or Python steps per iteration. Commit 94960fe applied part of
+1, 2 and 4 (coefficient-1 copy skipped, no norm when clip is off, single-mask shortcut, direct indexing);
+the patches below re-apply those unchanged and add the rest — including, in 1, the guard against a gradient
+tensor that autograd hands back for two parameters at once (``a + b`` of two parameters): used as is, it
+becomes both parameters' ``.grad`` and the in-place clip scales it twice.
 
 1. ``clu/update/step.py`` ``_fast_grads``: skip ``g * term.coef`` when the coefficient is 1 (a full copy of
    every gradient per fast term) — unless autograd handed back an expanded (non-contiguous) or shared tensor,

@@ -11,6 +11,7 @@ A strategy file reads like a recipe: ``learn_iteration(x, y)`` says what one tra
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator, Sequence
@@ -315,7 +316,7 @@ class CLUStrategy(SupervisedTemplate):
         self.model.load_state_dict(state["model"])
         if self.optimized_param_id is None:  # else Avalanche's first train() would reset the restored state
             self.make_optimizer(reset_optimizer_state=True)
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))  # torch adopts the tensors given
         self.buffer.load_state_dict(state["buffer"])
         self.gen.set_state(state["torch_rng"])
         self.np_rng.bit_generator.state = state["np_rng"]

@@ -153,11 +153,13 @@ def _fast_grads(
         if loss is None:
             continue
         grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+        own: set[int] = set()
         for i, ((name, p), g) in enumerate(zip(params, grads)):
             if g is None:
                 continue
-            if term.coef != 1.0 or not g.is_contiguous():
-                g = g * term.coef  # (coef 1: autograd's own tensor is used as is, no copy)
+            if term.coef != 1.0 or id(g) in own or not g.is_contiguous():
+                g = g * term.coef  # a fresh tensor: autograd may hand back one tensor for two parameters
+            own.add(id(g))
             if term.mask is not None and name in term.mask:
                 g = g * term.mask[name].to(device=g.device, dtype=g.dtype)
             acc[i] = g if acc[i] is None else acc[i] + g  # a sum is a fresh tensor

@@ -225,3 +225,24 @@ def test_training_a_tiny_model_with_masks_keeps_frozen_weights():
     # with a slow step the frozen entries do move (the slow step is unmasked)
     fast_slow_step(model, opt, [], lambda: F.cross_entropy(model(xr), yr))
     assert not torch.equal(model[2].bias.detach(), before["2.bias"])
+
+
+def test_a_gradient_tensor_shared_by_two_parameters_is_clipped_once() -> None:
+    """Autograd can return one tensor for two parameters (loss on a + b); each must get its own .grad."""
+    from torch import nn
+
+    from clu.update import FastTerm, fast_slow_step
+
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Parameter(torch.ones(4))
+            self.b = nn.Parameter(torch.ones(4))
+
+    m = Tied()
+    x = torch.arange(4.0)
+    opt = torch.optim.SGD(m.parameters(), lr=0.0)  # lr 0: only the gradients are inspected
+    fast_slow_step(m, opt, [FastTerm(lambda: ((x * (m.a + m.b)) ** 2).sum())], None, clip=1.0)
+    assert m.a.grad is not m.b.grad
+    total = torch.linalg.vector_norm(torch.stack([m.a.grad.norm(), m.b.grad.norm()]))
+    assert torch.isclose(total, torch.tensor(1.0), atol=1e-5)
