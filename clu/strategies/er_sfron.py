@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from clu.events import UnlearnRequest
 from clu.strategies.er import ReplayLearner
-from clu.strategies.forgetting import ForgetConfig, ForgetTerm
+from clu.strategies.forgetting import ForgetConfig, ForgetTerm, unlearn_only
 from clu.strategies.registry import register_strategy
 
 
@@ -18,14 +18,4 @@ class ERSFRon(ReplayLearner):
     cfg: ForgetConfig
 
     def forget(self, request: UnlearnRequest, *, then_learn: bool) -> None:
-        term = ForgetTerm(self, request, self.cfg)
-        T, k = self.cfg.unlearn_iters, self.cfg.forget_freq
-        self.unlearn_phase(
-            T,
-            self.cfg.unlearn_lr,
-            lambda t: [term.term(t, T)] if t % k == 0 else [],
-            lambda: self.ce(self.buffer_batch()),
-            clip=self.cfg.clip,
-            order=self.cfg.order,
-            stop=(lambda t: t % k == 0 and term.looks_unseen()) if self.cfg.early_stop else None,
-        )
+        unlearn_only(self, ForgetTerm(self, request, self.cfg), lambda: self.ce(self.buffer_batch()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 import torch
 from torch import Tensor
@@ -179,3 +179,19 @@ class ForgetTerm:
         done = float(cross_entropy(s.logits(fx, fy), fy)) >= float(cross_entropy(s.logits(vx, vy), vy))
         s.model.train()
         return done
+
+
+def unlearn_only(strategy: CLUStrategy, term: ForgetTerm, preserve: Callable[[], Tensor | None]) -> int:
+    """An unlearn-only request (§6): T iterations, a fast (forget) step every ``forget_freq``-th, a slow
+    (``preserve``) step every one; with ``early_stop`` it ends once the forget set looks unseen."""
+    cfg = term.cfg
+    T, k = cfg.unlearn_iters, cfg.forget_freq
+    return strategy.unlearn_phase(
+        T,
+        cfg.unlearn_lr,
+        lambda t: [term.term(t, T)] if t % k == 0 else [],
+        preserve,
+        clip=cfg.clip,
+        order=cfg.order,
+        stop=(lambda t: t % k == 0 and term.looks_unseen()) if cfg.early_stop else None,
+    )

@@ -19,7 +19,7 @@ from torch import Tensor
 from clu.config import check
 from clu.events import UnlearnRequest
 from clu.strategies.base import CLUStrategy
-from clu.strategies.forgetting import ForgetConfig, ForgetTerm, fisher_of
+from clu.strategies.forgetting import ForgetConfig, ForgetTerm, fisher_of, unlearn_only
 from clu.strategies.registry import register_strategy
 from clu.update import FastTerm, balanced_mask, set_size_coefficients
 
@@ -95,13 +95,4 @@ class UGCLU(CLUStrategy):
         if then_learn:  # the learn task of this step carries the unlearn term
             self.pending = term
             return
-        T, k = self.cfg.unlearn_iters, self.cfg.forget_freq
-        self.unlearn_phase(
-            T,
-            self.cfg.unlearn_lr,
-            lambda t: [term.term(t, T)] if t % k == 0 else [],
-            self.preserve,
-            clip=self.cfg.clip,
-            order=self.cfg.order,
-            stop=(lambda t: t % k == 0 and term.looks_unseen()) if self.cfg.early_stop else None,
-        )
+        unlearn_only(self, term, self.preserve)
