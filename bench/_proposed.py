@@ -1,11 +1,9 @@
 """Library changes proposed from the overhead profile, applied as temporary patches for ``overhead.py --proposed``.
 
 Each patch does the same arithmetic as the library code it replaces (the bench checks the weights stay
-bit-identical) with fewer tensor operations or Python steps per iteration. Commit 94960fe applied part of
-1, 2 and 4 (coefficient-1 copy skipped, no norm when clip is off, single-mask shortcut, direct indexing);
-the patches below re-apply those unchanged and add the rest — including, in 1, the guard against a gradient
-tensor that autograd hands back for two parameters at once (``a + b`` of two parameters): used as is, it
-becomes both parameters' ``.grad`` and the in-place clip scales it twice.
+bit-identical) with fewer tensor operations or Python steps per iteration. The library now has 1 (with the
+guard against a gradient tensor autograd hands back for two parameters), the single-mask shortcut of 2 and
+4, so only the rest is patched here.
 
 1. ``clu/update/step.py`` ``_fast_grads``: skip ``g * term.coef`` when the coefficient is 1 (a full copy of
    every gradient per fast term) — unless autograd handed back an expanded (non-contiguous) or shared tensor,
@@ -32,31 +30,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-
-
-def _fast_grads(params: Any, terms: Any) -> Any:
-    acc: list[Any] = [None] * len(params)
-    value = None
-    used = []
-    tensors = [p for _, p in params]
-    for term in terms:
-        loss = term.loss_fn()
-        if loss is None:
-            continue
-        grads = torch.autograd.grad(loss, tensors, allow_unused=True)
-        own: set[int] = set()
-        for i, ((name, _p), g) in enumerate(zip(params, grads)):
-            if g is None:
-                continue
-            if term.coef != 1.0 or id(g) in own or not g.is_contiguous():
-                g = g * term.coef  # a fresh tensor: autograd may hand back expanded or shared gradients
-            own.add(id(g))
-            if term.mask is not None and name in term.mask:
-                g = g * term.mask[name].to(device=g.device, dtype=g.dtype)
-            acc[i] = g if acc[i] is None else acc[i] + g
-        value = (0.0 if value is None else value) + term.coef * float(loss.detach().item())
-        used.append(term.mask)
-    return acc, value, used
 
 
 def _make_fast_slow_step(S: Any) -> Any:
@@ -96,17 +69,6 @@ def _make_fast_slow_step(S: Any) -> Any:
         return fast_value, slow_value
 
     return fast_slow_step
-
-
-def _make_union_mask(S: Any) -> Any:
-    orig = S._union_mask
-
-    def _union_mask(masks: Any) -> Any:
-        if masks and len(masks) == 1 and masks[0] is not None:
-            return masks[0]
-        return orig(masks)
-
-    return _union_mask
 
 
 def _make_masked_step(S: Any) -> Any:
@@ -185,11 +147,10 @@ def applied() -> Iterator[None]:
     from clu.data.base import Dataset
 
     fss = _make_fast_slow_step(S)
-    saved = [(S, "_fast_grads", S._fast_grads), (S, "fast_slow_step", S.fast_slow_step),
-             (S, "_union_mask", S._union_mask), (S, "masked_step", S.masked_step),
+    saved = [(S, "fast_slow_step", S.fast_slow_step), (S, "masked_step", S.masked_step),
              (B, "fast_slow_step", B.fast_slow_step), (B.CLUStrategy, "learn_loss", B.CLUStrategy.learn_loss),
              (Dataset, "train_batch", Dataset.train_batch), (R.ReplayBuffer, "sample", R.ReplayBuffer.sample)]
-    new = [_fast_grads, fss, _make_union_mask(S), _make_masked_step(S), fss, _learn_loss, _train_batch, _sample]
+    new = [fss, _make_masked_step(S), fss, _learn_loss, _train_batch, _sample]
     try:
         for (obj, attr, _old), fn in zip(saved, new):
             setattr(obj, attr, fn)
