@@ -29,4 +29,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) runs/*/ .pytest_cache
+	rm -rf $(VENV) runs/*/ .pytest_cache build dist

@@ -15,12 +15,10 @@ iteration (a count, independent of machine load) and the framework functions wit
 Target (issue 6): ≥ 0.85.
 
     .venv/bin/python bench/overhead.py [--scenarios digits-class,mnist5k-class] [--repeats 12] [--record]
-    .venv/bin/python bench/overhead.py --proposed   # also time the library changes proposed in bench/_proposed.py
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import cProfile
 import pstats
@@ -112,12 +110,6 @@ class Bench:
                 (slow * self.p_r if self.p_r != 1.0 else slow).backward()
                 opt.step()
 
-    def framework_weights(self, ctx: Any = contextlib.nullcontext) -> list[Any]:
-        self.reset_framework()
-        with ctx():
-            self.framework()
-        return [p.detach().clone() for p in self.s.model.parameters()]
-
     def max_weight_diff(self) -> float:
         self.reset_framework()
         self.framework()
@@ -133,33 +125,23 @@ def _timed(reset: Callable[[], None], fn: Callable[[], None]) -> tuple[float, fl
     return time.perf_counter() - w, time.process_time() - c
 
 
-def measure(b: Bench, repeats: int, proposed: bool) -> dict[str, Any]:
-    """ABBA-interleaved timings of plain and framework (and framework + proposed changes)."""
-    sides: dict[str, tuple[Callable[[], None], Callable[[], None], Any]] = {
-        "plain": (b.reset_plain, b.plain, contextlib.nullcontext),
-        "framework": (b.reset_framework, b.framework, contextlib.nullcontext),
+def measure(b: Bench, repeats: int) -> dict[str, Any]:
+    """ABBA-interleaved timings of plain and framework."""
+    sides: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
+        "plain": (b.reset_plain, b.plain),
+        "framework": (b.reset_framework, b.framework),
     }
-    same = None
-    if proposed:
-        import _proposed
-
-        sides["proposed"] = (b.reset_framework, b.framework, _proposed.applied)
-        ref, new = b.framework_weights(), b.framework_weights(_proposed.applied)
-        same = all(bool((x == y).all()) for x, y in zip(ref, new))
-    for reset, fn, ctx in sides.values():  # warm-up
-        with ctx():
-            _timed(reset, fn)
+    for reset, fn in sides.values():  # warm-up
+        _timed(reset, fn)
     wall: dict[str, list[float]] = {k: [] for k in sides}
     cpu: dict[str, list[float]] = {k: [] for k in sides}
     names = list(sides)
     for r in range(repeats):
         for k in (names if r % 2 == 0 else names[::-1]):
-            reset, fn, ctx = sides[k]
-            with ctx():
-                w, c = _timed(reset, fn)
+            w, c = _timed(*sides[k])
             wall[k].append(w)
             cpu[k].append(c)
-    out: dict[str, Any] = {"wall": wall, "cpu": cpu, "load": C.load1(), "proposed_identical": same}
+    out: dict[str, Any] = {"wall": wall, "cpu": cpu, "load": C.load1()}
     for k in names[1:]:
         pairs = [p / f for p, f in zip(wall["plain"], wall[k])]
         out[k] = {
@@ -226,12 +208,6 @@ def render(results: list[tuple[Bench, dict[str, Any], dict[str, Any], float]], a
         r = m["framework"]["ratio"]
         lines.append(f"- overhead at {b.name}: {r:.3f} — target ≥ {TARGET}: {C.verdict(r >= TARGET)}"
                      + ("" if r >= TARGET else f" (short by {TARGET - r:.3f})") + ".")
-        if "proposed" in m:
-            p = m["proposed"]
-            lines.append(f"  - with the changes of `bench/_proposed.py` applied (same run, interleaved): "
-                         f"{p['ratio']:.3f} (IQR {p['iqr'][0]:.2f}–{p['iqr'][1]:.2f}, fastest {p['min_ratio']:.3f}, "
-                         f"CPU {p['cpu_ratio']:.3f}); weights after the task bit-identical to the unpatched framework: "
-                         f"{'yes' if m['proposed_identical'] else 'NO'}.")
     lines += ["", "Profile (cProfile, 3 runs per side; times inflated by the profiler, calls exact):", ""]
     for b, _m, prof, _diff in results:
         fw, pl = prof["framework"], prof["plain"]
@@ -248,8 +224,6 @@ def main(argv: list[str] | None = None) -> int:
     p = C.parser(__doc__)
     p.add_argument("--scenarios", default="digits-class,mnist5k-class")
     p.add_argument("--repeats", type=int, default=16, help="runs per side (default 16)")
-    p.add_argument("--proposed", action="store_true",
-                   help="also time the framework with the library changes of bench/_proposed.py")
     args = p.parse_args(argv)
     if args.quick:
         args.scenarios, args.repeats = "digits-class", 2
@@ -263,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         C.say(f"overhead: {name} (load {C.load()})")
         b = Bench(name)
         diff = b.max_weight_diff()
-        m = measure(b, args.repeats, args.proposed)
+        m = measure(b, args.repeats)
         prof = profile(b)
         C.say(f"  {name}: ratio {m['framework']['ratio']:.3f} (load {m['load']}), Δw {diff:.1e}")
         results.append((b, m, prof, diff))

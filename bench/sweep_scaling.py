@@ -53,7 +53,7 @@ def write_scenario(folder: Path, epochs: int) -> Path:
 def child(executor: str, scenario: str, seeds: list[int], out: str) -> dict[str, Any]:
     """Run one sweep in this (fresh) process and time it; the parent reads the JSON line printed last."""
     C.quiet_warnings()
-    import clu.sweep as sweep_mod
+    from clu import sweeps as sweep_mod
 
     timing: dict[str, float] = {}
     if executor == "serial":  # a warm process: the trials alone are timed

@@ -104,10 +104,10 @@ def measure(label: str, data_spec: dict[str, Any], epochs: int, repeats: int,
 
     from clu.data import load_dataset
     from clu.driver import build_strategy, run_events
-    from clu.evaluation import with_gaps
     from clu.events import steps as group_steps
     from clu.scenario import events_for, scenario_from_dict
     from clu.strategies import resolve_strategy
+    from clu.summary import with_gaps
 
     names = (ORACLE, METHOD, *BASELINES)
     specs = {k: scenario_from_dict(scenario_dict(data_spec, k, epochs), f"<bench {label} {k}>") for k in KINDS}

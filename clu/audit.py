@@ -10,14 +10,12 @@ again from j on), then checks:
   files) against the ids forgotten by the end of the stream;
 - that ``summary.json`` reports a final FA for every strategy of the run that has forgotten data to measure.
 
-Only places that *store sample ids* count, never "any integer anywhere" (optimizer state keys, RNG states,
-class ids and task ids are integers too):
-
-- anywhere: a key named ``ids`` or ``*_ids`` (a list, tensor or array of ids) and a key named ``*_by_id``
-  (a per-id store: its dict keys are ids); CSV columns named ``id``, ``ids``, ``sample_id``, ``sample_ids``;
-- in a checkpoint's strategy state, also the known per-strategy id stores of :data:`STRATEGY_ID_FIELDS`
-  (``retained``, ``tasks``, ``stored_logits``). A strategy that keeps another per-id store names its key
-  after the rules above or adds it there.
+Sample ids are found by one naming rule, the same in every file and checkpoint, so the audit knows no
+strategy: a key named ``ids`` or ``*_ids`` holds ids (a list, nested lists, a tensor or an array of them), a
+key named ``*_by_id`` is a per-id store (its dict keys are ids), and CSV columns named ``id``, ``ids``,
+``sample_id`` or ``sample_ids`` hold ids. A strategy that keeps sample ids in its state names the key after
+this rule (``retained_ids``, ``task_sample_ids``, ``logits_by_id``, the buffer's ``ids``). Nothing else
+counts, never "any integer anywhere": optimizer state keys, RNG states, class ids and task ids are integers too.
 
 Files the audit cannot read (a half-written ``.tmp`` left by a killed run, a corrupt checkpoint) fail it:
 the audit cannot vouch for them.
@@ -36,20 +34,11 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from clu.config import ConfigError
+from clu.events import UnlearnRequest, from_json, steps
+from clu.results import load_checkpoint
 
 EXEMPT = frozenset({"events.jsonl", "metrics.csv"})
 """Top-level files that may name forgotten ids: the requests themselves and the metrics."""
-
-STRATEGY_ID_FIELDS: dict[str, str] = {
-    "retained": "ids",  # retrain: the retained train ids
-    "tasks": "ids",  # retrain_stream: each learn task's retained ids (a list of lists)
-    "stored_logits": "keys",  # clpu_derpp: DER++ logits per buffered id
-}
-"""Per-strategy id stores in a checkpoint's ``strategy`` state: ``ids`` (the value holds ids) or ``keys``
-(a dict keyed by id)."""
-
-OPAQUE = frozenset({"model", "optimizer", "torch_rng", "np_rng", "sides"})
-"""Checkpoint strategy-state entries that hold weights, optimizer slots or RNG states, never sample ids."""
 
 CSV_ID_COLUMNS = frozenset({"id", "ids", "sample_id", "sample_ids"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".pdf", ".svg"})
@@ -135,8 +124,7 @@ class _Timeline:
 
 
 def _timeline(path: Path) -> _Timeline:
-    from clu.evaluation import StreamState
-    from clu.events import UnlearnRequest, from_json, steps
+    from clu.evaluation import StreamState  # deferred: torch (the command line imports this module)
 
     events = []
     try:
@@ -167,7 +155,7 @@ def _timeline(path: Path) -> _Timeline:
 
 def _ints(value: Any) -> Iterator[int]:
     """Every integer in an id collection (nested lists/tuples/sets, integer arrays and tensors)."""
-    import torch
+    import torch  # deferred: the command line imports this module
 
     if isinstance(value, bool):
         return
@@ -207,22 +195,17 @@ def _is_id_map(key: str) -> bool:
     return key.lower().endswith("_by_id")
 
 
-def stored_ids(obj: Any, path: str = "", *, strategy_fields: bool = False) -> Iterator[tuple[str, list[int]]]:
-    """(where, ids) for every sample-id collection in ``obj`` (see the module docstring for the rules)."""
+def stored_ids(obj: Any, path: str = "") -> Iterator[tuple[str, list[int]]]:
+    """(where, ids) for every sample-id collection in ``obj`` (see the module docstring for the rule)."""
     if isinstance(obj, Mapping):
         for k, v in obj.items():
             where = f"{path}.{k}" if path else str(k)
-            if isinstance(k, str):
-                if strategy_fields and k in OPAQUE:
-                    continue
-                kind = STRATEGY_ID_FIELDS.get(k) if strategy_fields else None
-                if kind == "ids" or (kind is None and _is_id_key(k)):
-                    yield where, list(_ints(v))
-                    continue
-                if kind == "keys" or (kind is None and _is_id_map(k)):
-                    yield where, list(_keys(v))
-                    continue
-            yield from stored_ids(v, where)
+            if isinstance(k, str) and _is_id_key(k):
+                yield where, list(_ints(v))
+            elif isinstance(k, str) and _is_id_map(k):
+                yield where, list(_keys(v))
+            else:
+                yield from stored_ids(v, where)
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
             if isinstance(v, (Mapping, list, tuple)):
@@ -240,8 +223,6 @@ def _check(report: AuditReport, rel: str, found: Iterator[tuple[str, list[int]]]
 
 
 def _scan_checkpoint(report: AuditReport, run_dir: Path, path: Path, tl: _Timeline) -> None:
-    from clu.results import load_checkpoint
-
     rel = path.relative_to(run_dir).as_posix()
     try:
         payload = load_checkpoint(path)
@@ -265,11 +246,7 @@ def _scan_checkpoint(report: AuditReport, run_dir: Path, path: Path, tl: _Timeli
         forbidden = tl.final
     else:
         forbidden = tl.after[k]
-    for key, value in payload.items():
-        if key == "strategy":
-            _check(report, rel, stored_ids(value, "strategy", strategy_fields=True), forbidden)
-        else:
-            _check(report, rel, stored_ids({key: value}), forbidden)
+    _check(report, rel, stored_ids(payload), forbidden)
 
 
 def _scan_file(report: AuditReport, run_dir: Path, path: Path, tl: _Timeline) -> None:
@@ -378,4 +355,4 @@ def audit_run(run_dir: str | Path) -> AuditReport:
     return report
 
 
-__all__ = ["AuditReport", "Finding", "STRATEGY_ID_FIELDS", "audit_run", "stored_ids"]
+__all__ = ["AuditReport", "Finding", "audit_run", "stored_ids"]

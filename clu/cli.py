@@ -1,5 +1,8 @@
-"""The ``clu`` command: parses and validates arguments, calls the API, prints. No logic of its own.
+"""The ``clu`` command: parses and validates arguments, calls the API, prints.
 
+All argument handling lives here (the resume checks included); the work is done by :mod:`clu.runner`,
+:mod:`clu.sweeps`, :mod:`clu.plots`, :mod:`clu.audit` and :mod:`clu.report`. Arguments and files are
+validated before the heavy imports (torch, Avalanche, Ray, matplotlib), which the commands load on use.
 Bad input (a ConfigError anywhere) ends with one line ``clu: error: ...`` and exit status 2.
 """
 
@@ -8,11 +11,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
-from clu.config import ConfigError
-from clu.paths import SCENARIO_DIR, resolve_scenario
+from clu.audit import audit_run
+from clu.config import ConfigError, dump_toml, to_dict
+from clu.events import LearnTask, to_json
+from clu.paths import DEFAULT_SCENARIO, SCENARIO_DIR, resolve_scenario
+from clu.report import report, run_table
+from clu.results import check_out
+from clu.runconfig import RunConfig, load_run_config, resolve_config
+from clu.scenario import events_for, load_scenario
+from clu.strategies import STRATEGIES, resolve_strategy
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -51,21 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("scenarios", help="list the scenario files with their descriptions")
-    s.add_argument("--dir", type=Path, default=None, help=f"folder of scenario files (default {SCENARIO_DIR})")
+    s.add_argument("--dir", type=Path, default=None, help="folder of scenario files (default: the shipped ones)")
 
     s = sub.add_parser("events", help="print the event stream of a scenario")
     s.add_argument("scenario", help="scenario file or name (e.g. digits-class)")
     s.add_argument("--seed", type=_seed, default=None, help="seed (default: the scenario's)")
     s.add_argument("--format", choices=("table", "jsonl"), default="table")
 
-    s = sub.add_parser("strategies", help="list the registered strategies and their preset files")
+    s = sub.add_parser("strategies", help="list the registered strategies, or show one's resolved config")
+    s.add_argument("--show", default=None, metavar="NAME|FILE",
+                   help="print the fully resolved config of a strategy name or preset file as TOML")
 
     s = sub.add_parser("run", help="run strategies on a scenario (default: digits-class, every strategy)")
     s.add_argument("scenario", nargs="?", default=None, help="scenario file/name, or a run's config.toml")
     s.add_argument("--strategy", action="append", default=None, metavar="NAME|FILE",
                    help="strategy name or preset file; repeat for several (default: all for the setting)")
     s.add_argument("--seed", type=_seed, default=None, help="seed (default: the scenario's)")
-    s.add_argument("--out", type=Path, default=None, help="results folder (default runs/<scenario>-<time>)")
+    s.add_argument("--out", type=Path, default=None, help="results folder (default ./runs/<scenario>-<time>)")
     s.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default auto")
     s.add_argument("--resume", type=Path, default=None, metavar="DIR", help="continue an interrupted run in DIR")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -86,15 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gpus-per-trial", type=float, default=0.0)
     s.add_argument("--retries", type=int, default=1, help="retries of a failing trial before it is reported")
     s.add_argument("--resume", action="store_true", help="run only the trials not finished in --out")
-    s.add_argument("--out", type=Path, default=None, help="sweep folder (default runs/sweep-<time>)")
+    s.add_argument("--out", type=Path, default=None, help="sweep folder (default ./runs/sweep-<time>)")
     s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+
+    s = sub.add_parser("report", help="print the table of a sweep (or run) folder, from its result files")
+    s.add_argument("dir", type=Path)
+    s.add_argument("--format", choices=("markdown", "text"), default="markdown")
     return p
 
 
 @command
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from clu.scenario import load_scenario
-
     folder = args.dir or SCENARIO_DIR
     files = sorted(Path(folder).glob("*.toml"))
     if not files:
@@ -108,9 +123,6 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 @command
 def cmd_events(args: argparse.Namespace) -> int:
-    from clu.events import LearnTask, to_json
-    from clu.scenario import events_for, load_scenario
-
     path = resolve_scenario(args.scenario)
     spec = load_scenario(path)
     try:
@@ -132,32 +144,102 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 @command
 def cmd_strategies(args: argparse.Namespace) -> int:
-    from clu.strategies import STRATEGIES
-
+    if args.show is not None:
+        choice = resolve_strategy(args.show)
+        sys.stdout.write(dump_toml({"strategy": choice.name, "label": choice.label, **to_dict(choice.config)}))
+        return 0
     for name, entry in sorted(STRATEGIES.items()):
         print(f"{name:<15} {entry.summary}")
     return 0
 
 
+# ------------------------------------------------------------------------------------------------ run
+
+
 @command
 def cmd_run(args: argparse.Namespace) -> int:
-    from clu.runner import RunRequest, run_cli
+    t0 = time.perf_counter()
+    strategies = tuple(args.strategy or ())
+    if args.resume is not None:
+        cfg_path = args.resume / "config.toml"
+        if not cfg_path.is_file():
+            raise ConfigError("nothing to resume: no config.toml in this folder", file=args.resume)
+        if args.out is not None and args.out.resolve() != args.resume.resolve():
+            raise ConfigError("--resume continues in its own folder; drop --out", key="--out")
+        config = load_run_config(cfg_path)
+        check_resume_args(config, cfg_path, args.scenario, strategies, args.seed, args.device)
+        out = args.resume
+    else:
+        config = resolve_config(args.scenario, strategies, args.seed, args.device)
+        out = args.out
+        if out is not None:
+            check_out(out)
+        try:  # generate-time errors (a request for a class never learned, ...) name the scenario file
+            events_for(config.scenario, config.seed)
+        except ConfigError as e:
+            raise e.in_file(resolve_scenario(args.scenario or DEFAULT_SCENARIO)) from None
+    if args.device == "cuda":
+        import torch  # deferred: the command line stays light until a run starts
 
-    req = RunRequest(
-        scenario=args.scenario,
-        strategies=tuple(args.strategy or ()),
-        seed=args.seed,
-        out=args.out,
-        device=args.device,
-        resume=args.resume,
-        progress=not args.quiet,
-    )
-    return run_cli(req)
+        if not torch.cuda.is_available():
+            raise ConfigError("CUDA is not available on this machine; use --device cpu or auto", key="--device")
+    print(f"clu run: {config.scenario.name} seed {config.seed}: {', '.join(c.label for c in config.strategies)}",
+          file=sys.stderr)
+    from clu.runner import run  # deferred: torch and Avalanche
+
+    summary = run(config, out, resume=args.resume is not None, progress=not args.quiet)
+    print(run_table(summary.data))
+    print(f"\nresults: {summary.out}  ({time.perf_counter() - t0:.1f} s)")
+    return 1 if summary.errors else 0
+
+
+def check_resume_args(config: RunConfig, cfg_path: Path, scenario: str | None, strategies: Sequence[str],
+                      seed: int | None, device: str | None) -> None:
+    """``--resume DIR`` with the scenario/strategies/seed/device given again: the folder's config.toml
+    decides, and arguments that disagree with it are an error (exit 2) rather than silently ignored."""
+    given = resolve_config(scenario or str(cfg_path), strategies, seed, device)
+    diffs = []
+    if scenario is not None and given.scenario != config.scenario:
+        key, a, b = _first_diff(to_dict(given.scenario), to_dict(config.scenario))
+        diffs.append(f"scenario {scenario}: {key} = {a!r}, the run has {b!r}")
+    if strategies:
+        mine = {c.label: c for c in given.strategies}
+        theirs = {c.label: c for c in config.strategies}
+        for label in sorted(set(mine) | set(theirs)):
+            if label not in theirs:
+                diffs.append(f"--strategy {label}: not in the run (it has {', '.join(theirs)})")
+            elif label not in mine:
+                diffs.append(f"--strategy: the run also has {label}")
+            elif mine[label] != theirs[label]:
+                key, a, b = _first_diff(to_dict(mine[label]), to_dict(theirs[label]))
+                diffs.append(f"--strategy {label}: {key} = {a!r}, the run has {b!r}")
+    if seed is not None and seed != config.seed:
+        diffs.append(f"--seed {seed}: the run has seed {config.seed}")
+    if device is not None and device != config.device:
+        diffs.append(f"--device {device}: the run has device {config.device}")
+    if diffs:
+        raise ConfigError(
+            "the arguments disagree with the run being resumed (its config.toml decides; drop them or "
+            "start a new run): " + "; ".join(diffs),
+            file=cfg_path,
+        )
+
+
+def _first_diff(a: Any, b: Any, key: str = "") -> tuple[str, Any, Any]:
+    """The first dotted key where two plain-data trees differ, with both values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if a.get(k) != b.get(k):
+                return _first_diff(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
+    return key or "value", a, b
+
+
+# --------------------------------------------------------------------------------- plot, audit, report
 
 
 @command
 def cmd_plot(args: argparse.Namespace) -> int:
-    from clu.plots import plot_run
+    from clu.plots import plot_run  # deferred: matplotlib
 
     for p in plot_run(args.dir):
         print(p)
@@ -166,16 +248,23 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 @command
 def cmd_audit(args: argparse.Namespace) -> int:
-    from clu.audit import audit_run
+    result = audit_run(args.dir)
+    print(result.render())
+    return 0 if result.ok else 1
 
-    report = audit_run(args.dir)
-    print(report.render())
-    return 0 if report.ok else 1
+
+@command
+def cmd_report(args: argparse.Namespace) -> int:
+    sys.stdout.write(report(args.dir, args.format))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- sweep
 
 
 @command
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from clu.sweep import SweepRequest, sweep_cli
+    from clu.sweeps import SweepRequest, run_sweep  # deferred: torch, Avalanche (and Ray for its executor)
 
     req = SweepRequest(
         scenarios=tuple(args.scenarios),
@@ -190,7 +279,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         out=args.out,
         device=args.device,
     )
-    return sweep_cli(req)
+    result = run_sweep(req)
+    print((result.out / "table.md").read_text())
+    s = result.summary
+    status = "ok" if result.exit_code == 0 else (
+        f"{len(s['failed'])} failed, {len(s['diverged'])} diverged, {len(s['missing'])} unfinished")
+    print(f"results: {result.out}  ({s['finished']}/{s['trials']} trials finished, {status}; {s['elapsed_s']:.1f} s)")
+    return result.exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,7 @@
-"""The event loop for one (scenario, strategy, seed): learn → ``learn``, unlearn → ``unlearn``, evaluate.
+"""The event loop for one (scenario, strategy, seed): one call per step, then evaluation.
+
+A learn task → ``learn(task, experience, request=...)`` (with the request of the same step, if any);
+a request alone → ``unlearn(request)``.
 
 The loop is explicit and small; everything a strategy does lives in the strategy, everything measured
 lives in :mod:`clu.evaluation`.
@@ -7,55 +10,28 @@ lives in :mod:`clu.evaluation`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
-import numpy as np
 import torch
 from avalanche.core import BasePlugin
 
+from clu import seeding
 from clu.data.avalanche_bridge import learn_experiences
 from clu.data.base import Dataset
-from clu.evaluation import StreamState, evaluate, with_gaps
+from clu.evaluation import StreamState, evaluate
 from clu.events import Step
 from clu.models import build_model
+from clu.results import EventRecord
 from clu.scenario import ScenarioSpec, task_classes
-from clu.strategies import STRATEGIES, CLUStrategy, RunContext, StrategyChoice
-
-
-@dataclass
-class EventRecord:
-    """What one event produced for one strategy."""
-
-    step: int
-    kind: str
-    values: dict[str, float | None]
-    """Per-event metrics (gaps added once the oracle's record is known)."""
-    per_task: dict[int, float | None]
-    """Test accuracy per learned task (a row of the accuracy matrix)."""
-    time_s: float
-    forget_probs: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0)))
-    """Softmax on all data forgotten so far (kept in memory for KL to the oracle)."""
-
-    def to_state(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "kind": self.kind,
-            "values": self.values,
-            "per_task": self.per_task,
-            "time_s": self.time_s,
-            "forget_probs": torch.from_numpy(self.forget_probs),
-        }
-
-    @classmethod
-    def from_state(cls, d: dict[str, Any]) -> EventRecord:
-        return cls(d["step"], d["kind"], d["values"], d["per_task"], d["time_s"], d["forget_probs"].numpy())
+from clu.strategies import STRATEGIES, StrategyChoice
+from clu.strategies.base import CLUStrategy, RunContext
+from clu.summary import with_gaps
 
 
 def set_determinism(seed: int) -> None:
     """Deterministic algorithms and a fixed global seed (model initialisation)."""
     torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.manual_seed(seed)
+    seeding.model_init(seed)
 
 
 def build_strategy(
@@ -79,7 +55,7 @@ def build_strategy(
         device=device,
         class_tasks=tuple(task_classes(scenario.split, data.num_classes, seed)),
     )
-    cls = STRATEGIES[choice.name].cls
+    cls = STRATEGIES[choice.name].load()
     return cls(model=model, config=choice.config, context=ctx, plugins=list(plugins))
 
 
@@ -105,10 +81,10 @@ def run_events(
     for k in range(start, len(steps)):
         step = steps[k]
         t0 = time.perf_counter()
-        if step.unlearn is not None:
-            strategy.unlearn(step.unlearn, then_learn=step.learn is not None)
         if step.learn is not None:
-            strategy.learn(step.learn, exp_of[step.index])
+            strategy.learn(step.learn, exp_of[step.index], request=step.unlearn)
+        elif step.unlearn is not None:
+            strategy.unlearn(step.unlearn)
         elapsed = time.perf_counter() - t0
         state.apply(step)
         ref = oracle[k] if oracle is not None else None

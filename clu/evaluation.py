@@ -1,7 +1,8 @@
 """Evaluate a model after an event: every §8 metric, from the ground truth of the stream.
 
 :class:`StreamState` is what the driver knows (learned, forgotten); :func:`evaluate` runs the model
-once over the sets it needs and calls the pure functions of :mod:`clu.metrics` and :mod:`clu.mia`.
+once over the sets it needs and calls the pure functions of :mod:`clu.metrics` and :mod:`clu.mia`. The gaps to
+the oracle and the whole-run figures are computed from these measurements in :mod:`clu.summary`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,6 @@ from clu.mia import entropy_mia
 
 LogitsFn = Callable[[Tensor, Tensor], Tensor]
 """(x, y) → logits; y is used only for the task-aware head mask (task ids are known at test time)."""
-
-# The per-event metrics, in output order.
-EVENT_METRICS = ("TA", "RA", "FA", "FA_test", "NA", "OA", "MIA", "MIA_attack_acc", "MIA_thr", "KL")
-GAPPED = ("TA", "RA", "FA", "FA_test", "MIA")
 
 
 @dataclass
@@ -131,25 +128,3 @@ def evaluate(
         if any(c not in state.forgotten_classes for c in cs)
     }
     return values, per_task, forgotten.probs
-
-
-def with_gaps(values: dict[str, float | None], oracle: dict[str, float | None]) -> dict[str, float | None]:
-    """``values`` plus ``<metric>_gap`` (absolute difference to the oracle) and ``AvgGap``."""
-    gaps = {m: M.gap(values.get(m), oracle.get(m)) for m in GAPPED}
-    out = dict(values)
-    out.update({f"{m}_gap": g for m, g in gaps.items()})
-    out["AvgGap"] = M.avg_gap(gaps)
-    return out
-
-
-def run_summary(per_event: list[dict], per_task: list[dict[int, float | None]]) -> dict[str, float | None]:
-    """Whole-run figures: average incremental accuracy, BWT and forgetting from the accuracy matrix."""
-    learn_rows = [i for i, e in enumerate(per_event) if "learn" in e["kind"]]
-    aia = M.average_incremental_accuracy([per_event[i]["TA"] for i in learn_rows if per_event[i]["TA"] is not None])
-    tasks = sorted({t for row in per_task for t in row})
-    acc = np.full((len(learn_rows), len(tasks)), np.nan)
-    for r, i in enumerate(learn_rows):
-        for c, t in enumerate(tasks):
-            v = per_task[i].get(t)
-            acc[r, c] = np.nan if v is None else v
-    return {"AIA": aia, "BWT": M.bwt(acc) if len(tasks) else None, "Forgetting": M.forgetting(acc) if len(tasks) else None}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from clu import seeding
 from clu.metrics import class_balanced_indices
 
 __all__ = ["MIAResult", "entropy_mia", "softmax_entropy"]
@@ -82,7 +83,7 @@ def entropy_mia(
         return _NONE
     t_probs = _check(t_probs, None, "target_probs")
 
-    rng = np.random.default_rng(seed)
+    rng = seeding.mia(seed)
     idx_m, idx_n = class_balanced_indices(member_labels, nonmember_labels, rng)
     if idx_m.size < 2 or idx_n.size < 2:
         return _NONE

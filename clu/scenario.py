@@ -13,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 
+from clu import seeding
 from clu.config import ConfigError, check, from_dict, read_toml
 from clu.events import Event, LearnTask, RequestKind, UnlearnRequest
 from clu.specs import DataSpec, ModelSpec
@@ -205,7 +206,7 @@ def task_classes(split: SplitSpec, num_classes: int, seed: int) -> list[tuple[in
     )
     order = np.arange(num_classes)
     if split.class_order == "seeded":
-        order = np.random.default_rng([seed, 0]).permutation(num_classes)
+        order = seeding.class_order(seed).permutation(num_classes)
     k = split.classes_per_task
     return [tuple(int(c) for c in sorted(order[i * k : (i + 1) * k])) for i in range(split.n_tasks)]
 
@@ -331,7 +332,7 @@ def generate(spec: ScenarioSpec, seed: int, labels: np.ndarray, learnable_ids: n
     state = _State(np.asarray(labels), np.asarray(learnable_ids))
     if spec.setting == "task_aware":
         return _generate_task_aware(spec, classes, state)
-    rng = np.random.default_rng([seed, 1])
+    rng = seeding.scenario_requests(seed)
     events: list[Event] = []
     step = 0
     n_req = 0

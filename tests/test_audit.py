@@ -3,7 +3,8 @@
 Hand-made run folders pin down the rules (what counts as a stored id, re-learning, the artefacts scanned,
 no false positives from integers that are not sample ids); two end-to-end runs (every task-agnostic strategy,
 and the task-aware ones) show that untouched runs pass and that one forgotten id injected into a later
-checkpoint's buffer fails the audit, naming the id and the file.
+checkpoint's buffer fails the audit, naming the id and the file; a throw-away strategy registered for one
+test shows that the naming rule alone finds ids a new strategy keeps under a new key.
 """
 
 from __future__ import annotations
@@ -11,18 +12,25 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import torch
+from tiny import TINY
 
+import clu
+import clu.audit
+from clu import resolve_config
 from clu.audit import audit_run, stored_ids
 from clu.cli import main
 from clu.config import ConfigError
 from clu.events import LearnTask, UnlearnRequest, to_json
 from clu.paths import SCENARIO_DIR
 from clu.results import load_checkpoint, save_checkpoint
+from clu.strategies import STRATEGIES, StrategyConfig, StrategyEntry, register
+from clu.strategies.er import ER
 
 # A hand-made stream: learn ids 0-9 (classes 0, 1); forget class 1 (ids 5-9) at step 1; learn ids 10-14 at
 # step 2; forget id 10 at step 3; learn ids 5-9 again at step 4 (as a task-aware T, F, then R would).
@@ -49,7 +57,7 @@ def _strategy_state(k: int) -> dict[str, Any]:
         "torch_rng": torch.arange(16, dtype=torch.uint8),
         "np_rng": {"bit_generator": "PCG64", "state": {"state": 5, "inc": 9}, "has_uint32": 0, "uinteger": 6},
         "known_classes": [0, 1, 2, 5, 6, 7, 8, 9, 10],
-        "retained": kept,
+        "retained_ids": kept,
         "sides": {5: {"w": torch.zeros(2)}, 10: {"w": torch.zeros(2)}},
     }
 
@@ -127,7 +135,7 @@ def test_ids_before_their_request_and_after_relearning_are_allowed(tmp_path: Pat
         _edit(run / f"checkpoints/er/event-{k:03d}.pt", lambda p: p["strategy"]["buffer"]["ids"].extend([5, 9]))
     assert audit_run(run).ok
     # but id 10, forgotten at step 3 and never re-learned, may not come back at step 4
-    _edit(run / "checkpoints/retrain/event-004.pt", lambda p: p["strategy"]["retained"].append(10))
+    _edit(run / "checkpoints/retrain/event-004.pt", lambda p: p["strategy"]["retained_ids"].append(10))
     report = audit_run(run)
     assert [(f.file, f.ids) for f in report.findings] == [("checkpoints/retrain/event-004.pt", (10,))]
 
@@ -135,9 +143,9 @@ def test_ids_before_their_request_and_after_relearning_are_allowed(tmp_path: Pat
 @pytest.mark.parametrize(
     "where, inject",
     [
-        ("strategy.retained", lambda s: s.__setitem__("retained", s["retained"] + [6])),
-        ("strategy.tasks", lambda s: s.__setitem__("tasks", [[0, 1], [2, 6]])),
-        ("strategy.stored_logits", lambda s: s.__setitem__("stored_logits", {0: torch.zeros(3), 6: torch.zeros(3)})),
+        ("strategy.retained_ids", lambda s: s.__setitem__("retained_ids", s["retained_ids"] + [6])),
+        ("strategy.task_sample_ids", lambda s: s.__setitem__("task_sample_ids", [[0, 1], [2, 6]])),
+        ("strategy.logits_by_id", lambda s: s.__setitem__("logits_by_id", {0: torch.zeros(3), 6: torch.zeros(3)})),
         ("strategy.forget_ids", lambda s: s.__setitem__("forget_ids", torch.tensor([6]))),
         ("strategy.extra.logits_by_id", lambda s: s.__setitem__("extra", {"logits_by_id": {6: [0.1]}})),
     ],
@@ -206,7 +214,9 @@ def test_stored_ids_rules() -> None:
     obj = {"ids": [1, [2, 3]], "a_ids": torch.tensor([4]), "by": {"x_by_id": {"5": 0}}, "tasks": [[6]],
            "labels": [7], "known_classes": [8], "weights": torch.tensor([9.0]), "bools_ids": [True]}
     assert dict(stored_ids(obj)) == {"ids": [1, 2, 3], "a_ids": [4], "by.x_by_id": [5], "bools_ids": []}
-    assert dict(stored_ids({"tasks": [[6]]}, "strategy", strategy_fields=True)) == {"strategy.tasks": [6]}
+    assert dict(stored_ids({"task_sample_ids": [[6], [7]]}, "strategy")) == {"strategy.task_sample_ids": [6, 7]}
+    # one rule everywhere: a checkpoint's strategy state gets no key of its own
+    assert dict(stored_ids({"retained": [6], "stored_logits": {6: 0.1}}, "strategy")) == {}
 
 
 # ------------------------------------------------------------------------------------ end to end
@@ -222,24 +232,19 @@ def _scenario(tmp: Path, name: str) -> Path:
 @pytest.fixture(scope="module")
 def real_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every strategy on digits-class (task-agnostic) and the task-aware ones on digits-task-aware."""
-    from clu.runner import resolve_config, run
-    from clu.strategies import STRATEGIES
-
     tmp = tmp_path_factory.mktemp("audit-runs")
     agnostic = [n for n, e in STRATEGIES.items() if not e.task_aware_only]
     aware = ["clpu_derpp", "retrain_stream", "er"]
     out = {}
     for name, strategies in (("digits-class", agnostic), ("digits-task-aware", aware)):
         cfg = resolve_config(str(_scenario(tmp, name)), strategies, 1, "cpu")
-        out[name] = run(cfg, tmp / name, make_plots=False).out
+        out[name] = clu.run(cfg, out=tmp / name, make_plots=False).out
     return out
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["digits-class", "digits-task-aware"])
 def test_untouched_runs_of_every_strategy_pass(real_runs: dict[str, Path], scenario: str) -> None:
-    from clu.strategies import STRATEGIES
-
     run = real_runs[scenario]
     report = audit_run(run)
     assert report.ok, report.render()
@@ -250,7 +255,7 @@ def test_untouched_runs_of_every_strategy_pass(real_runs: dict[str, Path], scena
         assert labels == {"retrain", "clpu_derpp", "retrain_stream", "er"}
         # clpu_derpp's per-id store is really there to be scanned
         last = sorted((run / "checkpoints/clpu_derpp").glob("*.pt"))[-1]
-        assert load_checkpoint(last)["strategy"]["stored_logits"]
+        assert load_checkpoint(last)["strategy"]["logits_by_id"]
     assert report.checkpoints == sum(1 for _ in run.rglob("event-*.pt"))
     rc, text = _cli("audit", str(run))
     assert rc == 0, text
@@ -258,8 +263,6 @@ def test_untouched_runs_of_every_strategy_pass(real_runs: dict[str, Path], scena
 
 @pytest.mark.slow
 def test_injected_forgotten_id_in_a_real_checkpoint_fails(real_runs: dict[str, Path], tmp_path: Path) -> None:
-    import shutil
-
     run = tmp_path / "run"
     shutil.copytree(real_runs["digits-class"], run)
     events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
@@ -276,3 +279,54 @@ def test_injected_forgotten_id_in_a_real_checkpoint_fails(real_runs: dict[str, P
     assert rc == 1
     rel = later.relative_to(run).as_posix()
     assert f"forgotten id {victim} (request {request['request_id']}, step {request['step']}) found in {rel}" in text
+
+
+# ------------------------------------------------------------------------- a strategy the audit never saw
+
+
+class _SeenIdsER(ER):
+    """ER that also keeps every id its buffer ever held under a new key, ``seen_ids``, and never drops the
+    forgotten ones: a leak in a store that ``clu/audit.py`` does not name."""
+
+    name = "test_seen_ids_er"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seen: set[int] = set()
+
+    def state_dict(self) -> dict[str, Any]:
+        self.seen |= {int(i) for i in self.buffer.ids()}
+        return {**super().state_dict(), "seen_ids": sorted(self.seen)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.seen = set(state["seen_ids"])
+
+
+@pytest.fixture
+def seen_ids_er() -> Iterator[str]:
+    """``_SeenIdsER`` in the registry for one test only."""
+    entry = register(StrategyEntry(_SeenIdsER.name, "test only: ER that leaks the ids it saw", StrategyConfig,
+                                   _SeenIdsER))
+    try:
+        yield entry.name
+    finally:
+        del STRATEGIES[entry.name]
+
+
+@pytest.mark.slow
+def test_a_new_strategys_ids_key_is_audited_without_changing_the_audit(seen_ids_er: str, tmp_path: Path) -> None:
+    assert "seen_ids" not in Path(clu.audit.__file__).read_text()  # the audit knows nothing of this key
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(TINY)
+    out = clu.run(resolve_config(str(scenario), [seen_ids_er], 0, "cpu"), out=tmp_path / "run",
+                  make_plots=False, checkpoints=True).out
+    forgotten = {i for line in (out / "events.jsonl").read_text().splitlines()
+                 if (e := json.loads(line))["type"] == "unlearn" for i in e["sample_ids"]}
+    report = audit_run(out)
+    assert report.findings, report.render()
+    for f in report.findings:  # only the new key leaks: the buffer and the oracle are clean
+        assert f.file.startswith(f"checkpoints/{seen_ids_er}/") and f.where == "strategy.seen_ids"
+        assert set(f.ids) <= forgotten
+    rc, text = _cli("audit", str(out))
+    assert rc == 1 and f"checkpoints/{seen_ids_er}/" in text

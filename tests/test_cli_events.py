@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 
 from clu.cli import main
-from clu.paths import REPO_ROOT, SCENARIO_DIR
+from clu.paths import SCENARIO_DIR
 from clu.scenario import load_scenario
 
 _SCRIPT = Path(sys.executable).with_name("clu")
 CLU = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "clu.cli"]
 
-DIGITS_CLASS = (SCENARIO_DIR / "digits-class.toml").read_text()
+DIGITS_CLASS_FILE = SCENARIO_DIR / "digits-class.toml"
+DIGITS_CLASS = DIGITS_CLASS_FILE.read_text()
 TASK_AWARE = (SCENARIO_DIR / "digits-task-aware.toml").read_text()
 _RULE = DIGITS_CLASS[DIGITS_CLASS.index("[[schedule.rules]]"):]
 _NATURAL = DIGITS_CLASS.replace('class_order = "seeded"', 'class_order = "natural"')  # tasks [0,1] [2,3] ...
@@ -75,6 +76,7 @@ kind = "class"
 '''
 
 
+SEED0_JSONL = ("--seed", "0", "--format", "jsonl")
 SUBPROCESS_BAD = ("unknown_key", "f_on_r")  # one fails while loading the file, one while generating events
 
 
@@ -89,7 +91,7 @@ class Result:
 def _launch(argv: list[str], out_dir: Path, name: str, **env: str) -> tuple[subprocess.Popen, Path, Path]:
     out, err = out_dir / f"{name}.out", out_dir / f"{name}.err"
     with out.open("wb") as fo, err.open("wb") as fe:
-        proc = subprocess.Popen(argv, stdout=fo, stderr=fe, cwd=REPO_ROOT, env={**os.environ, **env})
+        proc = subprocess.Popen(argv, stdout=fo, stderr=fe, cwd=out_dir, env={**os.environ, **env})
     return proc, out, err
 
 
@@ -99,8 +101,8 @@ def started(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     jobs: dict[str, tuple[list[str], dict[str, str]]] = {
         # two interpreters with different hash seeds: no set/dict order may leak into the output
-        "seed0_a": ([*CLU, "events", "scenarios/digits-class.toml", "--seed", "0", "--format", "jsonl"], {"PYTHONHASHSEED": "1"}),
-        "seed0_b": ([*CLU, "events", "scenarios/digits-class.toml", "--seed", "0", "--format", "jsonl"], {"PYTHONHASHSEED": "2"}),
+        "seed0_a": ([*CLU, "events", str(DIGITS_CLASS_FILE), *SEED0_JSONL], {"PYTHONHASHSEED": "1"}),
+        "seed0_b": ([*CLU, "events", str(DIGITS_CLASS_FILE), *SEED0_JSONL], {"PYTHONHASHSEED": "2"}),
         "import_clu": (
             [sys.executable, "-c",
              "import sys, clu; print(','.join(m for m in ('ray', 'matplotlib', 'avalanche') if m in sys.modules))"],
@@ -228,7 +230,8 @@ def test_events_jsonl_is_byte_identical_for_a_seed(runs, capsys) -> None:
     # a third run in this interpreter: the same bytes for seed 0, others for seed 1
     code, out0, _ = _main(capsys, "events", str(SCENARIO_DIR / "digits-class.toml"), "--seed", "0", "--format", "jsonl")
     assert code == 0 and out0.encode() == a.stdout
-    code, out1, err = _main(capsys, "events", str(SCENARIO_DIR / "digits-class.toml"), "--seed", "1", "--format", "jsonl")
+    code, out1, err = _main(capsys, "events", str(SCENARIO_DIR / "digits-class.toml"), "--seed", "1",
+                            "--format", "jsonl")
     assert code == 0 and err == ""
     assert out1 != out0 and len(out1.splitlines()) == 9
 
@@ -263,3 +266,32 @@ def test_import_clu_is_light(runs) -> None:
     r = runs["import_clu"]
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode().strip() == "", f"import clu loaded {r.stdout.decode().strip()}"
+
+
+# --- clu strategies ---------------------------------------------------------------------------------
+
+
+def test_strategies_lists_the_registry(capsys) -> None:
+    code, out, _ = _main(capsys, "strategies")
+    assert code == 0
+    names = [line.split()[0] for line in out.splitlines()]
+    assert names == sorted(names) and {"ugclu", "retrain", "er"} <= set(names)
+
+
+def test_strategies_show_prints_the_resolved_config(capsys, tmp_path) -> None:
+    import tomllib
+
+    from clu.config import to_dict
+    from clu.strategies import strategy_config
+
+    code, out, _ = _main(capsys, "strategies", "--show", "ugclu")
+    assert code == 0
+    shown = tomllib.loads(out)
+    assert shown.pop("strategy") == "ugclu" and shown.pop("label") == "ugclu"
+    assert "alpha_u" in shown and shown == to_dict(strategy_config("ugclu"))  # every field, defaults included
+    preset = tmp_path / "mine.toml"
+    preset.write_text('strategy = "ugclu"\nlabel = "ugclu-fast"\nalpha_u = 3.5\n')
+    code, out, _ = _main(capsys, "strategies", "--show", str(preset))
+    assert code == 0 and tomllib.loads(out)["alpha_u"] == 3.5 and tomllib.loads(out)["label"] == "ugclu-fast"
+    code, _, err = _main(capsys, "strategies", "--show", "ugcl")
+    assert code == 2 and "unknown strategy 'ugcl'" in err

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from clu.data import load_dataset
-from clu.driver import EventRecord, build_strategy, run_events
+from clu.driver import build_strategy, run_events
 from clu.events import steps as group_steps
+from clu.results import EventRecord
 from clu.scenario import events_for, scenario_from_dict
 from clu.strategies import StrategyChoice, strategy_config
 from tiny import TINY
@@ -105,3 +106,22 @@ def test_event_record_state_round_trip():
         rec.step, rec.kind, rec.values, rec.per_task, rec.time_s,
     )
     assert (back.forget_probs == rec.forget_probs).all() and back.forget_probs.shape == rec.forget_probs.shape
+
+
+def test_one_call_per_step_and_an_attached_request_is_served_before_its_task(monkeypatch):
+    attached = TINY.replace("[[schedule.rules]]", "[schedule]\nattach = true\n\n[[schedule.rules]]")
+    spec = scenario_from_dict(tomllib.loads(attached), "tiny.toml")
+    steps = group_steps(events_for(spec, spec.seed))
+    assert [s.kind for s in steps] == ["learn", "learn", "learn+class", "class"]
+    strategy = build_strategy(choice("er_ga", unlearn_iters=2), spec, DATA, spec.seed, CPU)
+    calls: list[str] = []
+    for method in ("learn", "unlearn", "forget", "train_task"):
+        original = getattr(strategy, method)
+        monkeypatch.setattr(strategy, method, lambda *a, _m=method, _f=original, **k: calls.append(_m) or _f(*a, **k))
+    list(run_events(strategy, steps, DATA, seed=spec.seed))
+    assert calls == [
+        "learn", "train_task",
+        "learn", "train_task",
+        "learn", "unlearn", "forget", "train_task",  # the attached request first, as if it came alone
+        "unlearn", "forget",
+    ]

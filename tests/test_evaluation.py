@@ -1,4 +1,6 @@
-"""Per-event evaluation (DESIGN §8) on a hand-made dataset and a fake model with hand-computed numbers."""
+"""Per-event evaluation (DESIGN §8) on a hand-made dataset and a fake model with hand-computed numbers.
+
+Gaps to the oracle and the whole-run figures are tested in test_summary."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pytest
 import torch
 
 from clu.data.base import Dataset
-from clu.evaluation import GAPPED, StreamState, evaluate, run_summary, with_gaps
+from clu.evaluation import StreamState, evaluate
 from clu.events import LearnTask, Step, UnlearnRequest
 
 K = 6  # classes 0..5; tasks (0,1) (2,3) (4,5)
@@ -179,76 +181,3 @@ def test_evaluate_random_sample_request_has_no_fa_test():
     assert values["FA_test"] is None
     # every class is still retained: TA over j=0..7, wrong j=0,2,5 -> 5/8
     assert values["TA"] == pytest.approx(5 / 8)
-
-
-# ---------------------------------------------------------------------------------------- gaps
-
-
-def test_with_gaps_hand_computed():
-    values = {"TA": 0.8, "RA": 0.9, "FA": 0.5, "FA_test": 0.25, "MIA": 0.3, "NA": None}
-    oracle = {"TA": 0.9, "RA": 1.0, "FA": 0.0, "FA_test": 0.0, "MIA": 0.1, "NA": 0.7}
-    out = with_gaps(values, oracle)
-    assert out["TA_gap"] == pytest.approx(0.1)
-    assert out["RA_gap"] == pytest.approx(0.1)
-    assert out["FA_gap"] == pytest.approx(0.5)
-    assert out["FA_test_gap"] == pytest.approx(0.25)
-    assert out["MIA_gap"] == pytest.approx(0.2)
-    # AvgGap averages the gaps of TA, RA, FA, MIA (DESIGN §8), not FA_test
-    assert out["AvgGap"] == pytest.approx((0.1 + 0.1 + 0.5 + 0.2) / 4)
-    assert {k for k in out if k.endswith("_gap")} == {f"{m}_gap" for m in GAPPED}
-    for k, v in values.items():
-        assert out[k] == v  # the values themselves are untouched
-    assert "NA_gap" not in out
-
-
-def test_with_gaps_skips_missing_metrics():
-    values = {"TA": 0.6, "RA": 0.7, "FA": None, "FA_test": None, "MIA": None}
-    oracle = {"TA": 0.9, "RA": 0.9, "FA": None, "FA_test": None, "MIA": None}
-    out = with_gaps(values, oracle)
-    assert out["FA_gap"] is None and out["MIA_gap"] is None and out["FA_test_gap"] is None
-    assert out["AvgGap"] == pytest.approx((0.3 + 0.2) / 2)
-    assert with_gaps({"TA": None}, {"TA": None})["AvgGap"] is None
-
-
-def test_with_gaps_of_the_oracle_against_itself_is_zero():
-    v = {"TA": 0.7, "RA": 0.9, "FA": 0.0, "FA_test": 0.0, "MIA": 0.25}
-    out = with_gaps(v, v)
-    assert all(out[f"{m}_gap"] == 0.0 for m in GAPPED) and out["AvgGap"] == 0.0
-
-
-# ------------------------------------------------------------------------------------- run summary
-
-
-def test_run_summary_aia_bwt_forgetting():
-    per_event = [
-        {"kind": "learn", "TA": 0.9},
-        {"kind": "learn", "TA": 0.8},
-        {"kind": "class", "TA": 0.7},  # not a learn event: not in AIA, not a row of the matrix
-        {"kind": "learn+class", "TA": 0.75},
-    ]
-    per_task = [
-        {0: 0.9},
-        {0: 0.7, 1: 0.95},
-        {0: 0.1, 1: 0.1},
-        {0: 0.6, 1: 0.8, 2: 1.0},
-    ]
-    out = run_summary(per_event, per_task)
-    assert out["AIA"] == pytest.approx((0.9 + 0.8 + 0.75) / 3)
-    # rows: [0.9, -, -], [0.7, 0.95, -], [0.6, 0.8, 1.0]; task 2 was learned in the last row
-    assert out["BWT"] == pytest.approx(((0.6 - 0.9) + (0.8 - 0.95)) / 2)
-    assert out["Forgetting"] == pytest.approx(((0.9 - 0.6) + (0.95 - 0.8)) / 2)
-
-
-def test_run_summary_skips_a_task_forgotten_entirely():
-    per_event = [{"kind": "learn", "TA": 1.0}, {"kind": "learn", "TA": 0.5}, {"kind": "learn", "TA": 0.4}]
-    per_task = [{0: 1.0}, {0: 0.8, 1: 0.9}, {0: 0.6, 2: 0.7}]  # task 1 gone by the last row
-    out = run_summary(per_event, per_task)
-    assert out["AIA"] == pytest.approx(1.9 / 3)
-    assert out["BWT"] == pytest.approx(0.6 - 1.0)
-    assert out["Forgetting"] == pytest.approx(1.0 - 0.6)
-
-
-def test_run_summary_of_a_single_task_has_no_bwt():
-    out = run_summary([{"kind": "learn", "TA": 0.8}], [{0: 0.8}])
-    assert out["AIA"] == pytest.approx(0.8)
-    assert out["BWT"] is None and out["Forgetting"] is None

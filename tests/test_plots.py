@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import clu.plots as plots
 from clu.config import ConfigError
-
-plots = pytest.importorskip("clu.plots")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LABELS = ("ugclu", "er", "retrain")
@@ -210,3 +209,15 @@ def test_binary_metrics_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "metrics.csv").write_bytes(b"\xff\xfe\x00garbage\x00\n")
     with pytest.raises(ConfigError):
         plots.plot_run(tmp_path)
+
+
+def test_colours_come_from_a_hash_of_the_name() -> None:
+    import zlib
+
+    from clu.plots.style import PALETTE
+
+    alone = plots.strategy_style(["brand-new-method"])["brand-new-method"]
+    assert alone.colour == PALETTE[zlib.crc32(b"brand-new-method") % len(PALETTE)]  # no table of known names
+    many = plots.strategy_style([f"m{i}" for i in range(len(PALETTE) + 5)])
+    assert len({s.colour for s in many.values()}) == len(PALETTE)  # all colours used before any repeats
+    assert all(s.colour != "black" for s in many.values())  # black is the oracle's

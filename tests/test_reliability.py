@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 
 import clu
-from clu.cli import main
+from clu import resolve_config
+from clu.cli import check_resume_args, main
 from clu.config import ConfigError
 from clu.paths import SCENARIO_DIR
-from clu.runner import resolve_config
+from clu.runconfig import load_run_config
 
 _SCRIPT = Path(sys.executable).with_name("clu")
 CLU = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "clu.cli"]
@@ -194,11 +195,8 @@ def test_resume_with_disagreeing_arguments_is_exit_2(
     (scenario.parent / "five.toml").write_text(DIGITS_CLASS)
     args = [str(scenario.parent / "five.toml") if a == "SCENARIO_5_EPOCHS" else a for a in args]
     if not expected:
-        from clu import runner
-
-        cfg = runner.load_run_config(run_dir / "config.toml")
-        req = runner.RunRequest(str(scenario), ("er",), 3, None, None, run_dir)
-        runner._check_resume_args(req, cfg, run_dir / "config.toml")  # agrees: no error
+        cfg = load_run_config(run_dir / "config.toml")
+        check_resume_args(cfg, run_dir / "config.toml", str(scenario), ("er",), 3, None)  # agrees: no error
         return
     before = sorted(run_dir.rglob("*"))
     rc, _, stderr = cli("run", *args, "--resume", run_dir, "--quiet")

@@ -1,4 +1,7 @@
-"""``clu run``: the resolved config, the results folder and its files (DESIGN §9), the table, re-running a config."""
+"""``clu run``: the resolved config, the results folder and its files (DESIGN §9), the table, re-running a config.
+
+The run-config TOML round trip and the result files' reader have their own tests (test_runconfig, test_results);
+here they are checked on a real run."""
 
 from __future__ import annotations
 
@@ -14,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from clu import RunConfig, resolve_config, run
 from clu.config import ConfigError
 from clu.events import to_json
-from clu.runner import RunConfig, load_run_config, render_table, resolve_config, run
+from clu.report import run_table
+from clu.results import read_run
+from clu.runconfig import load_run_config
 from clu.scenario import events_for
 from tiny import TINY
 
@@ -191,9 +197,24 @@ def test_the_oracle_row_has_zero_gaps(result):
     assert er[2]["FA_gap"] > 0
 
 
-def test_render_table_one_row_per_strategy(result):
+def test_read_run_gives_back_what_the_run_recorded(result):
+    out, summary = result
+    data = read_run(out)
+    assert (data.scenario, data.seed) == ("tiny", 0)
+    assert [(s.label, s.name, s.seed) for s in data.strategies] == [(lab, lab, 0) for lab in LABELS]
+    for s in data.strategies:
+        entry = summary.data["strategies"][s.label]
+        assert [(r.step, r.kind) for r in s.records] == [(e["step"], e["kind"]) for e in entry["per_event"]]
+        for r, e in zip(s.records, entry["per_event"]):
+            assert {m: r.values[m] for m in PER_EVENT_KEYS - {"step", "kind", "time_s"}} == {
+                m: e[m] for m in PER_EVENT_KEYS - {"step", "kind", "time_s"}}
+            assert r.time_s == e["time_s"] and r.per_task and all(isinstance(t, int) for t in r.per_task)
+        assert s.final == {m: entry["final"][m] for m in ("AvgGap_mean", "AIA", "BWT", "Forgetting")}
+
+
+def test_run_table_one_row_per_strategy(result):
     _, summary = result
-    text = render_table(summary.data)
+    text = run_table(summary.data)
     lines = text.splitlines()
     rows = [line for line in lines if line.split() and line.split()[0] in LABELS]
     assert [r.split()[0] for r in rows] == LABELS

@@ -10,7 +10,6 @@ cost seconds.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import csv
 import io
 import json
@@ -25,11 +24,15 @@ from pathlib import Path
 
 import pytest
 
+from clu import resolve_config, run, sweeps
 from clu.cli import main
 from clu.config import ConfigError
 from clu.paths import SCENARIO_DIR
-
-S = importlib.import_module("clu.sweep")
+from clu.results import FINAL, EventRecord, ResultRow, StrategyResult
+from clu.runconfig import run_config_from_toml
+from clu.sweeps import aggregate as A
+from clu.sweeps import executors as E
+from clu.sweeps.plan import SweepRequest, Trial, plan_sweep
 
 TINY = (
     (SCENARIO_DIR / "digits-class.toml").read_text()
@@ -83,19 +86,26 @@ def serial(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str, st
 # ------------------------------------------------------------------------------------------------ plan
 
 
-def test_clu_sweep_stays_callable_and_ray_stays_unimported() -> None:
+def _api(req: SweepRequest) -> tuple[sweeps.SweepResult, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        result = sweeps.run_sweep(req)
+    return result, err.getvalue()
+
+
+def test_clu_sweep_is_the_function_and_ray_stays_unimported() -> None:
     import clu
 
-    assert callable(clu.sweep) and clu.sweep is S  # the submodule import rebinds the name; it still forwards
-    code = "import clu, clu.cli, clu.sweep, sys; print('ray' in sys.modules)"
+    assert callable(clu.sweep) and clu.sweep is not sweeps and clu.sweeps is sweeps  # the package has its own name
+    code = "import clu, clu.cli, clu.sweeps, sys; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 
 def test_plan_runs_the_oracle_once_per_scenario_and_seed() -> None:
-    req = S.SweepRequest(("digits-class", "digits-random-sample"), ("ugclu", "retrain", "er_ga"), (0, 1, 2),
+    req = SweepRequest(("digits-class", "digits-random-sample"), ("ugclu", "retrain", "er_ga"), (0, 1, 2),
                          executor="serial")
-    plan = S.plan_sweep(req)
+    plan = plan_sweep(req)
     assert plan.scenarios == ("digits-class", "digits-random-sample")
     assert plan.strategies == ("retrain", "ugclu", "er_ga")  # the oracle first, given once
     ids = [t.id for t in plan.trials]
@@ -108,12 +118,12 @@ def test_plan_runs_the_oracle_once_per_scenario_and_seed() -> None:
     assert (t.id, t.seed) == ("digits-random-sample/er_ga/2", 2)
     assert t.folder(Path("/x")) == Path("/x/trials/digits-random-sample/er_ga/seed-2")
     # each trial carries exactly one strategy (no oracle inside a strategy trial) and its own seed
-    cfg = S._run_config_from_toml(t.config_toml, "test")
+    cfg = run_config_from_toml(t.config_toml, "test")
     assert [c.label for c in cfg.strategies] == ["er_ga"] and cfg.seed == 2
     assert cfg.scenario.name == "digits-random-sample"
     # fingerprints differ per trial and depend on the thread count
     assert len({x.fingerprint for x in plan.trials}) == len(plan.trials)
-    plan2 = S.plan_sweep(S.SweepRequest(req.scenarios, req.strategies, req.seeds, executor="serial",
+    plan2 = plan_sweep(SweepRequest(req.scenarios, req.strategies, req.seeds, executor="serial",
                                         cpus_per_trial=2))
     assert plan2.trials[0].fingerprint != plan.trials[0].fingerprint
 
@@ -137,7 +147,7 @@ def test_plan_runs_the_oracle_once_per_scenario_and_seed() -> None:
 def test_plan_rejects_bad_requests(change: dict, key: str) -> None:
     fields = {"scenarios": ("digits-class",), "strategies": ("er",), "seeds": (0,), "executor": "serial", **change}
     with pytest.raises(ConfigError) as e:
-        S.plan_sweep(S.SweepRequest(**fields))
+        plan_sweep(SweepRequest(**fields))
     assert key in e.value.key
 
 
@@ -157,60 +167,43 @@ def test_out_folder_rules(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------- join and aggregate
 
 
-def _data(values: dict[int, dict[str, str]], kinds: dict[int, str], times: dict[int, float]) -> S.TrialData:
-    return S.TrialData([(s, kinds[s]) for s in sorted(values)], values, [("AIA", "0.5"), ("AvgGap_mean", "")],
-                       times)
+def _data(label: str, values: dict[int, dict[str, float | None]], kinds: dict[int, str],
+          times: dict[int, float]) -> StrategyResult:
+    records = [EventRecord(step, kinds[step], v, {0: 0.5}, times.get(step)) for step, v in sorted(values.items())]
+    return StrategyResult(label, label, 3, records, final={"AvgGap_mean": None, "AIA": 0.5})
 
 
 def test_join_computes_gaps_from_the_oracle_rows() -> None:
-    trial = S.Trial("sc", "er", "er", 3, "", "fp")
+    trial = Trial("sc", "er", "er", 3, "", "fp")
     kinds = {0: "learn", 1: "class"}
-    mine = _data({0: {"TA": "0.9", "RA": "1.0", "FA": "", "FA_test": "", "MIA": "0.5", "TA_gap": "", "KL": ""},
-                  1: {"TA": "0.8", "RA": "0.9", "FA": "0.6", "FA_test": "0.5", "MIA": "0.7", "AvgGap": ""}},
+    mine = _data("er", {0: {"TA": 0.9, "RA": 1.0, "FA": None, "FA_test": None, "MIA": 0.5, "TA_gap": None, "KL": None},
+                        1: {"TA": 0.8, "RA": 0.9, "FA": 0.6, "FA_test": 0.5, "MIA": 0.7, "AvgGap": None}},
                  kinds, {0: 1.0, 1: 0.5})
-    oracle = _data({0: {"TA": "0.95", "RA": "1.0", "FA": "", "FA_test": "", "MIA": "0.25"},
-                    1: {"TA": "0.9", "RA": "0.9", "FA": "0.0", "FA_test": "0.0", "MIA": "0.1"}},
+    oracle = _data("retrain", {0: {"TA": 0.95, "RA": 1.0, "FA": None, "FA_test": None, "MIA": 0.25},
+                               1: {"TA": 0.9, "RA": 0.9, "FA": 0.0, "FA_test": 0.0, "MIA": 0.1}},
                    kinds, {0: 2.0, 1: 2.0})
-    rows = S.join_trial(trial, mine, oracle)
-    got = {(r[3], r[5]): r[6] for r in rows}
-    assert all(r[:3] == ("sc", "er", 3) for r in rows)
-    assert float(got[(0, "TA_gap")]) == pytest.approx(0.05) and got[(0, "FA_gap")] == ""
-    assert float(got[(1, "FA_gap")]) == pytest.approx(0.6) and float(got[(1, "MIA_gap")]) == pytest.approx(0.6)
+    rows = A.join_trial(trial, mine, oracle)
+    got = {(r.step, r.metric): r.value for r in rows}
+    assert all((r.scenario, r.strategy, r.seed) == ("sc", "er", 3) for r in rows)
+    assert got[(0, "TA_gap")] == pytest.approx(0.05) and got[(0, "FA_gap")] is None
+    assert got[(1, "FA_gap")] == pytest.approx(0.6) and got[(1, "MIA_gap")] == pytest.approx(0.6)
     assert (0, "KL") not in got  # KL is left out of sweeps
-    avg0, avg1 = float(got[(0, "AvgGap")]), float(got[(1, "AvgGap")])
-    assert float(got[("final", "AvgGap_mean")]) == pytest.approx((avg0 + avg1) / 2)
-    assert float(got[("final", "unlearn_time_vs_oracle")]) == pytest.approx(0.25)  # 0.5 s vs the oracle's 2 s
-    assert float(got[("final", "time_s")]) == pytest.approx(1.5)
-    assert got[("final", "AIA")] == "0.5"
-    no_oracle = {(r[3], r[5]) for r in S.join_trial(trial, mine, None)}
+    assert got[(0, "acc_task_0")] == 0.5  # the per-task accuracies follow the event's values
+    assert got[(FINAL, "AvgGap_mean")] == pytest.approx((got[(0, "AvgGap")] + got[(1, "AvgGap")]) / 2)
+    assert got[(FINAL, "unlearn_time_vs_oracle")] == pytest.approx(0.25)  # 0.5 s vs the oracle's 2 s
+    assert got[(FINAL, "time_s")] == pytest.approx(1.5)
+    assert got[(FINAL, "AIA")] == 0.5
+    no_oracle = {(r.step, r.metric) for r in A.join_trial(trial, mine, None)}
     assert not any(m.endswith("_gap") or m.startswith("AvgGap") for _, m in no_oracle)  # absent, not invented
 
 
 def test_aggregate_rows_mean_std_n() -> None:
-    rows = [("sc", "er", seed, 2, "class", "TA", v) for seed, v in ((0, "0.5"), (1, "0.7"), (2, ""))]
-    rows += [("sc", "er", 0, "final", "run", "BWT", "-0.1")]
-    agg = S.aggregate_rows(rows)
-    assert agg[0][:5] == ("sc", "er", 2, "class", "TA")
-    assert float(agg[0][5]) == pytest.approx(0.6) and float(agg[0][6]) == pytest.approx(0.1414213562) and agg[0][7] == 2
-    assert agg[1][5:] == ("-0.1", "", 1)  # one seed: no std
-
-
-def test_table_marks_the_best_per_column() -> None:
-    plan = S.SweepPlan(("sc",), ("retrain", "a", "b"), (0, 1), ())
-    f = lambda ta, fa, gap, t: {"TA": ta, "FA": fa, "FA_test": None, "MIA": 0.1, "MIA_attack_acc": 0.5,  # noqa: E731
-                                "AvgGap": gap, "time": t}
-    finals = {("sc", "retrain"): [f(0.9, 0.0, 0.0, 9.0)] * 2,
-              ("sc", "a"): [f(0.8, 0.3, 0.1, 1.0), f(0.82, 0.3, 0.12, 1.0)],
-              ("sc", "b"): [f(0.7, 0.1, 0.05, 2.0), f(0.7, 0.1, 0.07, 2.0)]}
-    text = S.render_table(plan, finals, set())
-    row = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-           for line in text.splitlines() if line.startswith("| ") and "strategy" not in line}
-    assert row["a"][0] == "**81.0 ± 1.4**" and row["b"][0] == "70.0 ± 0.0"  # TA: highest
-    assert row["b"][1].startswith("**10.0") and not row["a"][1].startswith("**")  # FA: closest to the oracle's 0
-    assert row["b"][5].startswith("**6.00") and row["a"][6].startswith("**1.00")  # AvgGap, time: lowest
-    assert row["a"][2] == "–"  # FA_test n/a
-    assert not any(c.startswith("**") for c in row["retrain (oracle)"])
-    assert "oracle" in text.splitlines()[2] and "target" in text
+    rows = [ResultRow("sc", "er", seed, 2, "class", "TA", v) for seed, v in ((0, 0.5), (1, 0.7), (2, None))]
+    rows += [ResultRow("sc", "er", 0, FINAL, "run", "BWT", -0.1)]
+    agg = A.aggregate_rows(rows)
+    assert (agg[0].scenario, agg[0].strategy, agg[0].step, agg[0].kind, agg[0].metric) == ("sc", "er", 2, "class", "TA")
+    assert agg[0].mean == pytest.approx(0.6) and agg[0].std == pytest.approx(0.1414213562) and agg[0].n == 2
+    assert (agg[1].mean, agg[1].std, agg[1].n) == (-0.1, None, 1)  # one seed: no std
 
 
 # ------------------------------------------------------------------------------------------ serial runs
@@ -229,7 +222,8 @@ def test_serial_sweep_writes_every_output(serial: tuple[Path, int, str, str]) ->
     rows = _rows(out / "results.csv")
     trials = {(r["strategy"], r["seed"]) for r in rows}
     assert trials == {(s, str(n)) for s in ("retrain", "naive", "er") for n in SEEDS}
-    ta0 = [r for r in rows if r["strategy"] == "retrain" and r["seed"] == "0" and r["step"] == "0" and r["metric"] == "TA"]
+    ta0 = [r for r in rows
+           if r["strategy"] == "retrain" and r["seed"] == "0" and r["step"] == "0" and r["metric"] == "TA"]
     assert len(ta0) == 1
     assert sorted(p.name for p in (out / "trials" / "tiny").iterdir()) == ["er", "naive", "retrain"]
     summary = json.loads((out / "sweep_summary.json").read_text())
@@ -243,12 +237,21 @@ def test_serial_sweep_writes_every_output(serial: tuple[Path, int, str, str]) ->
     assert len(lines) == 6 and lines[-1].startswith("[6/6] tiny ")
     assert any(x.startswith("[") and " naive seed=1  TA=" in x and "AvgGap=" in x for x in lines)
     assert "| naive |" in stdout and "6/6 trials finished" in stdout
+    assert "test_fail_hook" not in json.loads((out / "sweep.json").read_text())  # no test setting, none recorded
+
+
+def test_clu_report_regenerates_the_table(serial: tuple[Path, int, str, str], capsys: pytest.CaptureFixture) -> None:
+    out = serial[0]
+    (out / "table.md").rename(out / "table.md.written")
+    try:
+        assert main(["report", str(out)]) == 0
+        assert capsys.readouterr().out == (out / "table.md.written").read_text()  # from results.csv, not a copy
+    finally:
+        (out / "table.md.written").rename(out / "table.md")
 
 
 def test_sweep_numbers_equal_clu_run(serial: tuple[Path, int, str, str], tmp_path: Path) -> None:
     """Joined gaps and every other metric equal what one `clu run` process computes (KL aside)."""
-    from clu.runner import resolve_config, run
-
     out = serial[0]
     cfg = resolve_config(str(_tiny(tmp_path)), ["naive"], 1, "cpu")
     run(cfg, tmp_path / "run", checkpoints=False, make_plots=False)
@@ -260,25 +263,25 @@ def test_sweep_numbers_equal_clu_run(serial: tuple[Path, int, str, str], tmp_pat
     assert any(k[2] == "AvgGap" and v for k, v in ref.items())
 
 
-def test_failing_trial_is_retried_reported_and_resumed(serial: tuple[Path, int, str, str], tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_trial_is_retried_reported_and_resumed(serial: tuple[Path, int, str, str], tmp_path: Path) -> None:
     tiny, out = str(_tiny(tmp_path)), tmp_path / "sweep"
     args = [tiny, "--strategies", "naive", "--seeds", "0-1", "--executor", "serial", "--out", str(out)]
     # naive seed 1 always fails; the oracle of seed 0 fails once and recovers on its retry
-    monkeypatch.setenv(S.FAIL_HOOK_ENV, "tiny/naive/1,tiny/retrain/0:1")
-    code, stdout, stderr = _cli([*args, "--retries", "1"])
-    assert code == 1
+    req = SweepRequest((tiny,), ("naive",), SEEDS, executor="serial", out=out, retries=1,
+                       fail_trials="tiny/naive/1,tiny/retrain/0:1")
+    result, stderr = _api(req)
+    assert result.exit_code == 1
+    assert json.loads((out / "sweep.json").read_text())["test_fail_hook"] == req.fail_trials
     summary = json.loads((out / "sweep_summary.json").read_text())
     assert [(f["trial"], f["attempts"]) for f in summary["failed"]] == [("tiny/naive/1", 2)]
     assert "fails on purpose" in summary["failed"][0]["error"]
     assert summary["retried"] == {"tiny/retrain/0": 2, "tiny/naive/1": 2}
-    assert "trial tiny/naive/1 FAILED after 2 attempt(s)" in stderr and "1 failed" in stdout
+    assert "trial tiny/naive/1 FAILED after 2 attempt(s)" in stderr
     assert "fails on purpose" in (out / "trials" / "tiny" / "naive" / "seed-1" / "error.txt").read_text()
     # every other trial's rows are written
     assert {(r["strategy"], r["seed"]) for r in _rows(out / "results.csv")} == {
         ("retrain", "0"), ("retrain", "1"), ("naive", "0")}
-    # --resume (the hook gone) runs only the unfinished trial; results now equal the reference sweep's
-    monkeypatch.delenv(S.FAIL_HOOK_ENV)
+    # --resume (no failure injected) runs only the unfinished trial; results now equal the reference sweep's
     code, _, stderr = _cli([*args, "--resume"])
     assert code == 0, stderr
     summary = json.loads((out / "sweep_summary.json").read_text())
@@ -292,7 +295,7 @@ def test_killed_sweep_resumes_only_unfinished_trials(serial: tuple[Path, int, st
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     tiny, out = str(_tiny(tmp_path)), tmp_path / "sweep"
     args = [tiny, "--strategies", "naive", "--seeds", "0-1", "--executor", "serial", "--out", str(out)]
-    real, calls = S.run_trial, []
+    real, calls = E.run_trial, []
 
     def killed_on_third(spec: dict, settings: dict) -> dict:
         calls.append(spec["id"])
@@ -302,13 +305,13 @@ def test_killed_sweep_resumes_only_unfinished_trials(serial: tuple[Path, int, st
             raise KeyboardInterrupt
         return real(spec, settings)
 
-    monkeypatch.setattr(S, "run_trial", killed_on_third)
+    monkeypatch.setattr(E, "run_trial", killed_on_third)
     code, _, stderr = _cli(args)
     assert code == 130 and "--resume" in stderr
     assert not (out / "results.csv").exists()
     finished = {t: (out / "trials" / "tiny" / t.split("/")[1] / f"seed-{t[-1]}" / "done.json").stat().st_mtime_ns
                 for t in calls[:2]}
-    monkeypatch.setattr(S, "run_trial", real)
+    monkeypatch.setattr(E, "run_trial", real)
     code, _, stderr = _cli([*args, "--resume"])
     assert code == 0, stderr
     summary = json.loads((out / "sweep_summary.json").read_text())
@@ -335,8 +338,8 @@ def test_ray_executor_equals_serial(serial: tuple[Path, int, str, str], tmp_path
     summary = json.loads((out / "sweep_summary.json").read_text())
     assert summary["executor"] == "ray" and summary["finished"] == 6
     assert list((out / "tune").iterdir())  # Tune's experiment folder under the sweep folder
-    assert summary["ray_tmpdir"] is None and not S._ray_tmpdir(out).exists()  # removed after a clean sweep
-    assert "RAY_TMPDIR" not in os.environ or os.environ["RAY_TMPDIR"] != str(S._ray_tmpdir(out))
+    assert summary["ray_tmpdir"] is None and not E.ray_tmpdir(out).exists()  # removed after a clean sweep
+    assert "RAY_TMPDIR" not in os.environ or os.environ["RAY_TMPDIR"] != str(E.ray_tmpdir(out))
 
 
 def _free_port() -> int:
@@ -385,14 +388,14 @@ def ray_head() -> str:
 
 
 @pytest.mark.slow
-def test_sweep_on_an_existing_ray_cluster(serial: tuple[Path, int, str, str], ray_head: str, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sweep_on_an_existing_ray_cluster(serial: tuple[Path, int, str, str], ray_head: str, tmp_path: Path) -> None:
     out = tmp_path / "cluster"
-    # the last trial fails on every attempt: reported by name, exit 1, the three others written
-    monkeypatch.setenv(S.FAIL_HOOK_ENV, "tiny/naive/1")
-    code, stdout, stderr = _cli([str(_tiny(tmp_path)), "--strategies", "naive", "--seeds", "0-1",
-                                 "--address", ray_head, "--retries", "0", "--out", str(out)])
-    assert code == 1, stderr
+    # the last trial fails on every attempt (the setting travels to the workers): reported by name, exit 1,
+    # the three others written
+    req = SweepRequest((str(_tiny(tmp_path)),), ("naive",), SEEDS, address=ray_head, retries=0, out=out,
+                       fail_trials="tiny/naive/1")
+    result, stderr = _api(req)
+    assert result.exit_code == 1, stderr
     summary = json.loads((out / "sweep_summary.json").read_text())
     assert summary["address"] == ray_head
     assert [(f["trial"], f["attempts"]) for f in summary["failed"]] == [("tiny/naive/1", 1)]

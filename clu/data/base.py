@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from clu import seeding
 from clu.specs import DataSpec
 
 
@@ -69,7 +70,7 @@ class Dataset:
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split indices into (kept, held_out) with ``fraction`` of each class held out; deterministic."""
-    rng = np.random.default_rng(seed)
+    rng = seeding.data_split(seed)
     held = []
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)

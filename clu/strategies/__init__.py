@@ -1,28 +1,47 @@
-"""Strategies: one module each, registered explicitly here (import order = listing order)."""
+"""Strategies: the registry, the configs and the divergence error (torch-free).
 
-from clu.strategies import (  # noqa: F401  (each import registers its strategies)
-    clpu_derpp,
-    er,
-    er_ft,
-    er_ga,
-    er_rl,
-    er_salun,
-    er_sfron,
-    naive,
-    retrain,
-    ugclu,
+The implementations (one module each, built on :class:`clu.strategies.base.CLUStrategy`) are imported on
+first use through :meth:`StrategyEntry.load`.
+"""
+
+from clu.strategies.configs import (
+    CLPUConfig,
+    ERFTConfig,
+    ERGAConfig,
+    ERRLConfig,
+    ERSalUnConfig,
+    ForgetConfig,
+    StrategyConfig,
+    UGCLUConfig,
+    UnlearnConfig,
 )
-from clu.strategies.base import CLUStrategy, DivergenceError, RunContext, StrategyConfig
-from clu.strategies.registry import STRATEGIES, StrategyChoice, register_strategy, resolve_strategy, strategy_config
+from clu.strategies.errors import DivergenceError
+from clu.strategies.registry import (
+    STRATEGIES,
+    StrategyChoice,
+    StrategyEntry,
+    get_entry,
+    register,
+    resolve_strategy,
+    strategy_config,
+)
 
 __all__ = [
-    "CLUStrategy",
+    "CLPUConfig",
     "DivergenceError",
-    "RunContext",
+    "ERFTConfig",
+    "ERGAConfig",
+    "ERRLConfig",
+    "ERSalUnConfig",
+    "ForgetConfig",
     "STRATEGIES",
     "StrategyChoice",
     "StrategyConfig",
-    "register_strategy",
+    "StrategyEntry",
+    "UGCLUConfig",
+    "UnlearnConfig",
+    "get_entry",
+    "register",
     "resolve_strategy",
     "strategy_config",
 ]

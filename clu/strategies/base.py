@@ -1,12 +1,15 @@
-"""The Avalanche template every CLU strategy builds on, plus ``unlearn(request)``.
+"""The Avalanche template every CLU strategy builds on: one explicit call per step.
 
 :class:`CLUStrategy` is a ``SupervisedTemplate``: ``train(experience)`` runs Avalanche's usual lifecycle
-and plugins, evaluators and loggers work as usual. Two things are made fast (DESIGN §6, measured):
-the experience is collated to ids once and mini-batches are sliced from the id-addressed tensors
-(no per-sample ``__getitem__`` + collate), and callbacks are fired only for plugins that define them.
+and plugins, evaluators and loggers work as usual. The driver calls ``learn(task, experience, request)``
+for a learn task (``request``: one arriving at the same step, if any) and ``unlearn(request)`` for a request
+alone. Two things are made fast (DESIGN §6, measured): the experience is collated to ids once and
+mini-batches are sliced from the id-addressed tensors (no per-sample ``__getitem__`` + collate), and
+callbacks are fired only for plugins that define them.
 
 A strategy file reads like a recipe: ``learn_iteration(x, y)`` says what one training iteration does,
-``forget(request)`` what an unlearn request does after the buffer purge.
+``forget(request)`` what an unlearn request does after the purge; ``on_task_start`` / ``on_task_end``
+run around the training on each experience.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
@@ -23,30 +27,17 @@ from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 from torch import Tensor, nn
 
-from clu.config import check
+from clu import seeding
 from clu.data.avalanche_bridge import sample_ids_of
 from clu.data.base import Dataset
 from clu.events import LearnTask, UnlearnRequest
 from clu.replay import Policy, ReplayBuffer
+from clu.strategies.configs import StrategyConfig
+from clu.strategies.errors import DivergenceError
 from clu.strategies.schedule import phase_lr
-from clu.update import FastTerm, cross_entropy, fast_slow_step
+from clu.update import FastTerm, cross_entropy, fast_slow_step, fisher_diagonal
 
-
-@dataclass(frozen=True)
-class StrategyConfig:
-    """Hyper-parameters shared by every strategy (SGD as DESIGN §6 prescribes)."""
-
-    lr: float = 0.05
-    """Learning rate of the shared SGD optimizer."""
-    momentum: float = 0.9
-    """SGD momentum."""
-    weight_decay: float = 5e-4
-    """SGD weight decay."""
-
-    def validate(self) -> None:
-        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        check(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
-        check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+Mask = dict[str, Tensor]
 
 
 @dataclass(frozen=True)
@@ -64,10 +55,6 @@ class RunContext:
     """Task-aware: the class list of every task (logits are masked to a sample's task)."""
 
 
-class DivergenceError(RuntimeError):
-    """A loss became NaN or inf: the strategy stops at this event."""
-
-
 def quiet_evaluator() -> EvaluationPlugin:
     """An evaluator with no metrics and no loggers (Avalanche warns about that; we mean it)."""
     with warnings.catch_warnings():
@@ -76,10 +63,10 @@ def quiet_evaluator() -> EvaluationPlugin:
 
 
 class CLUStrategy(SupervisedTemplate):
-    """Avalanche ``SupervisedTemplate`` + ``unlearn(request)``; subclasses write the recipe."""
+    """Avalanche ``SupervisedTemplate`` + ``learn`` / ``unlearn``; subclasses write the recipe."""
 
     name: ClassVar[str] = ""
-    config_class: ClassVar[type[StrategyConfig]] = StrategyConfig
+    """The registry name (checked against the registry entry when loaded)."""
     uses_buffer: ClassVar[bool] = False
 
     def __init__(
@@ -108,10 +95,10 @@ class CLUStrategy(SupervisedTemplate):
         self.cfg = config
         self.ctx = context
         self.buffer = ReplayBuffer(context.buffer_size, self.buffer_policy())
-        self.gen = torch.Generator().manual_seed(context.seed)
-        """Batch order and buffer draws."""
-        self.np_rng = np.random.default_rng([context.seed, 2])
-        """Buffer policy."""
+        self.gen = seeding.batch_order(context.seed)
+        """Batch order, buffer draws, random labels."""
+        self.np_rng = seeding.buffer_policy(context.seed)
+        """Buffer admission."""
         self._train_ids: Tensor = torch.empty(0, dtype=torch.long)
         self.known_classes: set[int] = set()
         """Classes learned and not forgotten (what random labels and proxy targets may use)."""
@@ -144,6 +131,16 @@ class CLUStrategy(SupervisedTemplate):
         while True:
             yield from self.minibatches(ids, n)
 
+    def buffer_ids(self) -> Tensor:
+        """The buffered ids, as a tensor."""
+        return torch.tensor(self.buffer.ids(), dtype=torch.long)
+
+    def known_val_ids(self) -> Tensor:
+        """Validation ids of the known classes (held-out data standing in for "unseen")."""
+        labels = self.ctx.data.train_labels
+        known = [i for i in self.ctx.data.val_ids.tolist() if int(labels[i]) in self.known_classes]
+        return torch.tensor(known, dtype=torch.long)
+
     # ------------------------------------------------------------------------------- logits and losses
 
     def _make_head_mask(self) -> Tensor | None:
@@ -172,6 +169,23 @@ class CLUStrategy(SupervisedTemplate):
 
     def forward(self) -> Tensor:  # Avalanche's hook: used by its eval loop and by plugins
         return self.logits(self.mb_x, self.mb_y)
+
+    def logits_of(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits and labels of train ``ids`` (the model in its current mode, with gradients)."""
+        x, y = self.batch(ids)
+        return self.logits(x, y), y
+
+    @torch.no_grad()
+    def eval_logits(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits and labels of train ``ids`` in eval mode, without gradients (back in train mode after)."""
+        self.model.eval()
+        out = self.logits_of(ids)
+        self.model.train()
+        return out
+
+    def fisher(self, ids: Tensor, n_batches: int) -> Mask:
+        """Diagonal empirical Fisher of the model on up to ``n_batches`` shuffled mini-batches of 64 of ``ids``."""
+        return fisher_diagonal(self.model, [self.batch(b) for b in islice(self.minibatches(ids, 64), n_batches)])
 
     def learn_loss(self, x: Tensor, y: Tensor) -> Tensor:
         """CE on the learn batch, through Avalanche's forward/backward callbacks (plugins may add to it)."""
@@ -218,17 +232,30 @@ class CLUStrategy(SupervisedTemplate):
             self.learn_iteration(x, y)
             self._fire("after_training_iteration")
 
-    def _after_training_exp(self, **kwargs: Any) -> None:
-        new = sample_ids_of(self.experience.dataset).numpy()  # the experience's own data, not plugin additions
-        labels = self.ctx.data.train_labels[new]
+    def learn(self, task: LearnTask, experience: Any, request: UnlearnRequest | None = None) -> None:
+        """A learn event. A request of the same step is served first, as if alone; ugclu and the
+        oracles merge the two instead."""
+        if request is not None:
+            self.unlearn(request)
+        self.train_task(experience)
+
+    def train_task(self, experience: Any) -> None:
+        """Avalanche's ``train`` on one experience between the task hooks; then its classes become known and
+        (with a buffer) its samples are offered to the buffer."""
+        ids = sample_ids_of(experience.dataset)  # the experience's own data, not what a plugin may add
+        self.on_task_start(ids)
+        self.train(experience)
+        labels = self.ctx.data.train_labels[ids.numpy()]
         self.known_classes.update(int(c) for c in np.unique(labels))
         if self.uses_buffer:
-            self.buffer.add(new, labels, self.np_rng)
-        super()._after_training_exp(**kwargs)
+            self.buffer.add(ids.numpy(), labels, self.np_rng)
+        self.on_task_end(ids)
 
-    def learn(self, task: LearnTask, experience: Any) -> None:
-        """A learn event: Avalanche's ``train`` on the task's experience (the oracles override this)."""
-        self.train(experience)
+    def on_task_start(self, ids: Tensor) -> None:
+        """Before training on an experience with sample ids ``ids``. Default: nothing."""
+
+    def on_task_end(self, ids: Tensor) -> None:
+        """After training on ``ids`` and adding them to the buffer. Default: nothing."""
 
     def learn_iteration(self, x: Tensor, y: Tensor) -> None:
         """One training iteration on a learn batch. Default: plain fine-tuning (one SGD step)."""
@@ -236,17 +263,18 @@ class CLUStrategy(SupervisedTemplate):
 
     # ---------------------------------------------------------------------------------- unlearning
 
-    def unlearn(self, request: UnlearnRequest, *, then_learn: bool = False) -> None:
-        """Handle a deletion request: purge its ids from the buffer first, then the strategy's recipe.
-
-        ``then_learn`` says a learn task arrives at the same step (the unified method merges the two).
-        """
+    def purge(self, request: UnlearnRequest) -> None:
+        """Before any step: the request's ids leave the buffer and its classes the known ones."""
         self.model.train()
         self.buffer.remove(request.sample_ids)
         self.known_classes.difference_update(request.target_classes)
-        self.forget(request, then_learn=then_learn)
 
-    def forget(self, request: UnlearnRequest, *, then_learn: bool) -> None:
+    def unlearn(self, request: UnlearnRequest) -> None:
+        """A deletion request: the purge, then the strategy's recipe."""
+        self.purge(request)
+        self.forget(request)
+
+    def forget(self, request: UnlearnRequest) -> None:
         """What the strategy does on a request after the purge. Default: nothing."""
 
     def unlearn_phase(
@@ -264,9 +292,9 @@ class CLUStrategy(SupervisedTemplate):
 
         Returns the number of iterations run (``stop(t)`` may end the phase early).
         """
-        with phase_lr(self.optimizer, lr) as sched:
+        with phase_lr(self.optimizer, lr) as set_lr:
             for t in range(iters):
-                sched.set(t, iters)
+                set_lr(t, iters)
                 self.step(fast(t), slow, clip=clip, order=order)
                 if stop is not None and stop(t):
                     return t + 1
@@ -321,21 +349,3 @@ class CLUStrategy(SupervisedTemplate):
         self.gen.set_state(state["torch_rng"])
         self.np_rng.bit_generator.state = state["np_rng"]
         self.known_classes = set(state["known_classes"])
-
-
-@dataclass(frozen=True)
-class UnlearnConfig(StrategyConfig):
-    """Shared by strategies that run an unlearning phase of their own after the purge."""
-
-    unlearn_iters: int = 100
-    """Iterations T of the unlearning phase (one request)."""
-    unlearn_lr: float = 0.01
-    """Learning rate during the unlearning phase (cosine-decayed to 0 over T)."""
-    clip: float = 7.0
-    """Gradient-norm clip of the unlearning step (0 = none)."""
-
-    def validate(self) -> None:
-        super().validate()
-        check(self.unlearn_iters >= 0, "unlearn_iters", f"must be >= 0, got {self.unlearn_iters}")
-        check(self.unlearn_lr > 0, "unlearn_lr", f"must be > 0, got {self.unlearn_lr}")
-        check(self.clip >= 0, "clip", f"must be >= 0, got {self.clip}")

@@ -10,37 +10,19 @@ and learns the task into the main model.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from clu.config import check
 from clu.events import LearnTask, UnlearnRequest
-from clu.strategies.base import CLUStrategy, StrategyConfig
-from clu.strategies.registry import register_strategy
+from clu.strategies.base import CLUStrategy
+from clu.strategies.configs import CLPUConfig
 from clu.update import FastTerm, cross_entropy
 
 
-@dataclass(frozen=True)
-class CLPUConfig(StrategyConfig):
-    """DER++ weights for the main model."""
-
-    alpha: float = 0.3
-    """Weight of the logit-matching (MSE) replay term."""
-    beta: float = 0.5
-    """Weight of the label (CE) replay term."""
-
-    def validate(self) -> None:
-        super().validate()
-        check(self.alpha >= 0, "alpha", f"must be >= 0, got {self.alpha}")
-        check(self.beta >= 0, "beta", f"must be >= 0, got {self.beta}")
-
-
-@register_strategy("clpu_derpp", "task-aware CLPU: DER++ main model + one side model per temporary task", task_aware_only=True)
 class CLPUDERPP(CLUStrategy):
-    config_class = CLPUConfig
+    name = "clpu_derpp"
     cfg: CLPUConfig
     uses_buffer = True
 
@@ -48,7 +30,7 @@ class CLPUDERPP(CLUStrategy):
         super().__init__(**kwargs)
         self.sides: dict[int, nn.Module] = {}
         """Side model per temporarily learned task."""
-        self.stored_logits: dict[int, Tensor] = {}
+        self.logits_by_id: dict[int, Tensor] = {}
         """DER++: logits of each buffered id when it entered the buffer."""
         self.task_of_class = {c: t for t, cs in enumerate(self.ctx.class_tasks) for c in cs}
 
@@ -68,12 +50,14 @@ class CLPUDERPP(CLUStrategy):
 
     # -- learning --------------------------------------------------------------------------------------
 
-    def learn(self, task: LearnTask, experience: Any) -> None:
+    def learn(self, task: LearnTask, experience: Any, request: UnlearnRequest | None = None) -> None:
+        if request is not None:
+            self.unlearn(request)
         if task.mode == "T":
             self._train_side(task)
             return
         self.sides.pop(task.task_id, None)  # R on a T task: it becomes permanent in the main model
-        self.train(experience)
+        self.train_task(experience)
 
     def _train_side(self, task: LearnTask) -> None:
         side = copy.deepcopy(self.model).train()
@@ -95,38 +79,38 @@ class CLPUDERPP(CLUStrategy):
             return None
         ids = self.buffer.sample(self.train_mb_size, self.gen)
         x, y = self.batch(ids)
-        z = torch.stack([self.stored_logits[int(i)] for i in ids]).to(self.device)
+        z = torch.stack([self.logits_by_id[int(i)] for i in ids]).to(self.device)
         mse = nn.functional.mse_loss(self.model(x), z)
         return self.cfg.alpha * mse + self.cfg.beta * self.ce(self.buffer_batch())
 
     def learn_iteration(self, x: Tensor, y: Tensor) -> None:
         self.step([FastTerm(lambda: self.learn_loss(x, y))], self.derpp_replay, order="joint")
 
-    def _after_training_exp(self, **kwargs: Any) -> None:
-        super()._after_training_exp(**kwargs)  # adds to the buffer
-        missing = [i for i in self.buffer.ids() if i not in self.stored_logits]
+    def on_task_end(self, ids: Tensor) -> None:
+        """Store the logits of the samples that just entered the buffer; drop those of evicted ones."""
+        missing = [i for i in self.buffer.ids() if i not in self.logits_by_id]
         if missing:
             with torch.no_grad():
                 self.model.eval()
                 z = self.model(self.batch(torch.tensor(missing))[0]).cpu()
                 self.model.train()
-            self.stored_logits.update(zip(missing, z))
+            self.logits_by_id.update(zip(missing, z))
         kept = set(self.buffer.ids())
-        self.stored_logits = {i: v for i, v in self.stored_logits.items() if i in kept}
+        self.logits_by_id = {i: v for i, v in self.logits_by_id.items() if i in kept}
 
     # -- unlearning: drop the side model and its data --------------------------------------------------
 
-    def forget(self, request: UnlearnRequest, *, then_learn: bool) -> None:
+    def forget(self, request: UnlearnRequest) -> None:
         if request.target_task is not None:
             self.sides.pop(request.target_task, None)
         for i in request.sample_ids:
-            self.stored_logits.pop(i, None)
+            self.logits_by_id.pop(i, None)
 
     def state_dict(self) -> dict[str, Any]:
         return {
             **super().state_dict(),
             "sides": {t: m.state_dict() for t, m in self.sides.items()},
-            "stored_logits": {i: v for i, v in self.stored_logits.items()},
+            "logits_by_id": {i: v for i, v in self.logits_by_id.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -136,4 +120,4 @@ class CLPUDERPP(CLUStrategy):
             side = copy.deepcopy(self.model)
             side.load_state_dict(sd)
             self.sides[int(t)] = side
-        self.stored_logits = {int(i): v for i, v in state["stored_logits"].items()}
+        self.logits_by_id = {int(i): v for i, v in state["logits_by_id"].items()}

@@ -8,7 +8,6 @@ from __future__ import annotations
 from torch import Tensor
 
 from clu.strategies.base import CLUStrategy
-from clu.strategies.registry import register_strategy
 from clu.update import FastTerm
 
 
@@ -21,6 +20,7 @@ class ReplayLearner(CLUStrategy):
         self.step([FastTerm(lambda: self.learn_loss(x, y))], lambda: self.ce(self.buffer_batch()), order="joint")
 
 
-@register_strategy("er", "experience replay; a request purges the buffer only")
 class ER(ReplayLearner):
     """Unlearn: the purge (done by the template) and nothing else."""
+
+    name = "er"

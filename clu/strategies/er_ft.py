@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from clu.events import UnlearnRequest
-from clu.strategies.base import UnlearnConfig
+from clu.strategies.configs import ERFTConfig
 from clu.strategies.er import ReplayLearner
-from clu.strategies.registry import register_strategy
 from clu.update import FastTerm
 
 
-@dataclass(frozen=True)
-class ERFTConfig(UnlearnConfig):
-    """Fine-tuning on the retained buffer for ``unlearn_iters`` steps."""
-
-
-@register_strategy("er_ft", "replay; purge, then fine-tune on the buffer")
 class ERFT(ReplayLearner):
-    config_class = ERFTConfig
+    name = "er_ft"
     cfg: ERFTConfig
 
-    def forget(self, request: UnlearnRequest, *, then_learn: bool) -> None:
+    def forget(self, request: UnlearnRequest) -> None:
         if not len(self.buffer):
             return
         self.unlearn_phase(

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 
 from clu.events import UnlearnRequest
-from clu.strategies.base import UnlearnConfig
+from clu.strategies.configs import ERRLConfig
 from clu.strategies.er import ReplayLearner
-from clu.strategies.registry import register_strategy
 from clu.update import FastTerm, cross_entropy
 
 
-@dataclass(frozen=True)
-class ERRLConfig(UnlearnConfig):
-    """Random relabelling of D_U (labels drawn from the retained classes) jointly with buffer CE."""
-
-
-@register_strategy("er_rl", "replay; purge, then random-label training on the forget set + buffer CE")
 class ERRL(ReplayLearner):
-    config_class = ERRLConfig
+    name = "er_rl"
     cfg: ERRLConfig
 
     def relabel_loss(self, forget: Iterator[torch.Tensor]) -> torch.Tensor:
@@ -29,7 +21,7 @@ class ERRL(ReplayLearner):
         x, y = self.batch(next(forget))
         return cross_entropy(self.logits(x, y), self.random_labels(y, sorted(self.known_classes)))
 
-    def forget(self, request: UnlearnRequest, *, then_learn: bool) -> None:
+    def forget(self, request: UnlearnRequest) -> None:
         forget = self.cycle(torch.tensor(request.sample_ids))
         self.unlearn_phase(
             self.cfg.unlearn_iters,

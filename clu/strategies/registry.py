@@ -1,44 +1,119 @@
-"""The strategy registry: name → (class, config class, preset file), filled by an explicit decorator."""
+"""The strategy registry: one explicit table, name → (summary, config class, implementation, preset).
+
+Torch-free: names, summaries, configs and presets resolve without importing torch or Avalanche; the
+implementation module is imported by :meth:`StrategyEntry.load` on first use. A new strategy is one file
+plus one line in the table below (its config may be a class from :mod:`clu.strategies.configs` or a
+``"module:Class"`` string naming one in the strategy's own file).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from clu.config import ConfigError, from_dict, read_toml
 from clu.paths import STRATEGY_DIR
-from clu.strategies.base import CLUStrategy, StrategyConfig
+from clu.strategies.configs import (
+    CLPUConfig,
+    ERFTConfig,
+    ERGAConfig,
+    ERRLConfig,
+    ERSalUnConfig,
+    ForgetConfig,
+    StrategyConfig,
+    UGCLUConfig,
+)
+
+if TYPE_CHECKING:
+    from clu.strategies.base import CLUStrategy
+
+
+def _resolve(ref: str | type, what: str) -> Any:
+    """A class given directly, or named as ``"package.module:Class"`` (imported now)."""
+    if not isinstance(ref, str):
+        return ref
+    module, sep, attr = ref.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"{what} {ref!r} is not of the form 'package.module:Class'")
+    return getattr(import_module(module), attr)
 
 
 @dataclass(frozen=True)
 class StrategyEntry:
+    """One registered strategy."""
+
     name: str
-    cls: type[CLUStrategy]
+    """The registry name (``er_ga``); runs report under it unless a preset gives a label."""
     summary: str
     """One line for ``clu strategies``."""
+    config: type[StrategyConfig] | str
+    """Its config class, or ``"module:Class"`` naming it (resolved on first use)."""
+    target: str | type[CLUStrategy]
+    """The strategy class as ``"module:Class"`` (imported on first use), or the class itself."""
     task_aware_only: bool = False
+    """Runs only in the task-aware setting."""
+
+    @property
+    def config_class(self) -> type[StrategyConfig]:
+        cls = _resolve(self.config, f"{self.name}: config")
+        if not (isinstance(cls, type) and issubclass(cls, StrategyConfig)):
+            raise TypeError(f"{self.name}: config {cls!r} is not a StrategyConfig subclass")
+        return cls
 
     @property
     def preset(self) -> Path:
+        """The shipped preset file (it may be absent: then the config defaults apply)."""
         return STRATEGY_DIR / f"{self.name.replace('_', '-')}.toml"
+
+    def load(self) -> type[CLUStrategy]:
+        """The strategy class (its module is imported on first use)."""
+        from clu.strategies.base import CLUStrategy  # deferred: torch and Avalanche
+
+        cls = _resolve(self.target, f"{self.name}: target")
+        if not (isinstance(cls, type) and issubclass(cls, CLUStrategy)):
+            raise TypeError(f"{self.name}: {cls!r} is not a CLUStrategy subclass")
+        if cls.name != self.name:
+            raise TypeError(f"{self.name}: {cls.__name__}.name is {cls.name!r}; set it to {self.name!r}")
+        return cls
 
 
 STRATEGIES: dict[str, StrategyEntry] = {}
-S = TypeVar("S", bound=type[CLUStrategy])
+"""The registry, in listing order (the default strategies of a run, in this order)."""
 
 
-def register_strategy(name: str, summary: str, *, task_aware_only: bool = False) -> Callable[[S], S]:
-    """Register a strategy class under ``name``; a duplicate name is a programming error."""
+def register(entry: StrategyEntry) -> StrategyEntry:
+    """Add ``entry`` to the registry; a name already taken is refused."""
+    if entry.name in STRATEGIES:
+        raise ValueError(f"strategy {entry.name!r} is already registered")
+    STRATEGIES[entry.name] = entry
+    return entry
 
-    def deco(cls: S) -> S:
-        if name in STRATEGIES:
-            raise ValueError(f"strategy {name!r} is already registered")
-        cls.name = name
-        STRATEGIES[name] = StrategyEntry(name, cls, summary, task_aware_only)
-        return cls
 
-    return deco
+_PKG = "clu.strategies"
+_BUILT_IN = (
+    StrategyEntry("clpu_derpp", "task-aware CLPU: DER++ main model + one side model per temporary task",
+                  CLPUConfig, f"{_PKG}.clpu_derpp:CLPUDERPP", task_aware_only=True),
+    StrategyEntry("er", "experience replay; a request purges the buffer only", StrategyConfig, f"{_PKG}.er:ER"),
+    StrategyEntry("er_ft", "replay; purge, then fine-tune on the buffer", ERFTConfig, f"{_PKG}.er_ft:ERFT"),
+    StrategyEntry("er_ga", "replay; purge, then gradient ascent on the forget set", ERGAConfig, f"{_PKG}.er_ga:ERGA"),
+    StrategyEntry("er_rl", "replay; purge, then random-label training on the forget set + buffer CE",
+                  ERRLConfig, f"{_PKG}.er_rl:ERRL"),
+    StrategyEntry("er_salun", "replay; purge, then SalUn (random labels under a top-k saliency mask)",
+                  ERSalUnConfig, f"{_PKG}.er_salun:ERSalUn"),
+    StrategyEntry("er_sfron", "replay; purge, then the unlearn-only fast-slow step (weighted ascent, balanced mask)",
+                  ForgetConfig, f"{_PKG}.er_sfron:ERSFRon"),
+    StrategyEntry("naive", "fine-tune on new data only; requests are ignored", StrategyConfig, f"{_PKG}.naive:Naive"),
+    StrategyEntry("retrain", "the oracle: joint training from scratch on all retained data after every event",
+                  StrategyConfig, f"{_PKG}.retrain:Retrain"),
+    StrategyEntry("retrain_stream", "oracle variant: replay the stream so far with ER, minus the forgotten data",
+                  StrategyConfig, f"{_PKG}.retrain:RetrainStream"),
+    StrategyEntry("ugclu", "unified fast-slow CLU: learn + unlearn + preserve under a balanced saliency mask",
+                  UGCLUConfig, f"{_PKG}.ugclu:UGCLU"),
+)
+for _entry in _BUILT_IN:
+    register(_entry)
 
 
 @dataclass(frozen=True)
@@ -50,8 +125,15 @@ class StrategyChoice:
     config: StrategyConfig
 
 
+def get_entry(name: str) -> StrategyEntry:
+    """The entry of ``name``; an unknown name is a ConfigError listing the known ones."""
+    if name not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}", key="strategy")
+    return STRATEGIES[name]
+
+
 def strategy_config(name: str, overrides: dict[str, Any] | None = None, *, source: str = "") -> StrategyConfig:
-    """The preset config of ``name`` (from ``strategies/<name>.toml`` when present) plus overrides."""
+    """The preset config of ``name`` (its shipped preset file when present) plus overrides."""
     entry = get_entry(name)
     data: dict[str, Any] = {}
     if entry.preset.is_file():
@@ -60,15 +142,9 @@ def strategy_config(name: str, overrides: dict[str, Any] | None = None, *, sourc
         data.pop("label", None)
     data.update(overrides or {})
     try:
-        return from_dict(entry.cls.config_class, data)
+        return from_dict(entry.config_class, data)
     except ConfigError as e:
         raise e.in_file(source or entry.preset) from None
-
-
-def get_entry(name: str) -> StrategyEntry:
-    if name not in STRATEGIES:
-        raise ConfigError(f"unknown strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}", key="strategy")
-    return STRATEGIES[name]
 
 
 def resolve_strategy(spec: str) -> StrategyChoice:

@@ -3,7 +3,8 @@
 ``retrain`` is *the* oracle every gap is measured against: joint training on all retained data (DESIGN
 §7). ``retrain_stream`` replays the stream so far with the ER learner, minus the forgotten samples.
 Both restart from the same initial weights and batch-order seed each time, so their model after an event
-is a function of the retained data and the seed alone.
+is a function of the retained data and the seed alone. A request attached to a learn task is folded
+into that task's retraining (one retraining per step).
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ import copy
 from collections import defaultdict
 from typing import Any
 
-import numpy as np
-
+from clu import seeding
 from clu.data.avalanche_bridge import experience_of
 from clu.events import LearnTask, UnlearnRequest
+from clu.replay import ReplayBuffer
 from clu.strategies.base import CLUStrategy
 from clu.strategies.er import ReplayLearner
-from clu.strategies.registry import register_strategy
 
 
 class _FromScratch(CLUStrategy):
@@ -31,65 +31,74 @@ class _FromScratch(CLUStrategy):
     def restart(self) -> None:
         self.model.load_state_dict(self._init_model)
         self.optimizer.state = defaultdict(dict)
-        self.buffer.remove(list(self.buffer.ids()))
-        self.buffer._seen = 0
-        self.gen.manual_seed(self.ctx.seed)
-        self.np_rng = np.random.default_rng([self.ctx.seed, 2])
+        self.buffer = ReplayBuffer(self.ctx.buffer_size, self.buffer_policy())
+        self.gen = seeding.batch_order(self.ctx.seed)
+        self.np_rng = seeding.buffer_policy(self.ctx.seed)
 
 
-@register_strategy("retrain", "the oracle: joint training from scratch on all retained data after every event")
 class Retrain(_FromScratch):
+    name = "retrain"
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.retained: set[int] = set()
+        self.retained_ids: set[int] = set()
+        """Every learned id not forgotten."""
 
-    def learn(self, task: LearnTask, experience: Any) -> None:
-        self.retained.update(task.sample_ids)
+    def learn(self, task: LearnTask, experience: Any, request: UnlearnRequest | None = None) -> None:
+        if request is not None:
+            self.purge(request)
+            self.retained_ids.difference_update(request.sample_ids)
+        self.retained_ids.update(task.sample_ids)
         self._retrain()
 
-    def forget(self, request: UnlearnRequest, *, then_learn: bool) -> None:
-        self.retained.difference_update(request.sample_ids)
-        if not then_learn:  # else the learn task of the same step retrains anyway
-            self._retrain()
+    def forget(self, request: UnlearnRequest) -> None:
+        self.retained_ids.difference_update(request.sample_ids)
+        self._retrain()
 
     def _retrain(self) -> None:
         self.restart()
-        self.train(experience_of(self.ctx.data, sorted(self.retained)))
+        self.train_task(experience_of(self.ctx.data, sorted(self.retained_ids)))
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "retained": sorted(self.retained)}
+        return {**super().state_dict(), "retained_ids": sorted(self.retained_ids)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.retained = set(state["retained"])
+        self.retained_ids = set(state["retained_ids"])
 
 
-@register_strategy("retrain_stream", "oracle variant: replay the stream so far with ER, minus the forgotten data")
 class RetrainStream(_FromScratch, ReplayLearner):
+    name = "retrain_stream"
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.tasks: list[list[int]] = []
+        self.task_sample_ids: list[list[int]] = []
         """The stream so far: each learn task's retained ids (forgotten ids are deleted, never kept)."""
 
-    def learn(self, task: LearnTask, experience: Any) -> None:
-        self.tasks.append(list(task.sample_ids))
+    def learn(self, task: LearnTask, experience: Any, request: UnlearnRequest | None = None) -> None:
+        if request is not None:
+            self.purge(request)
+            self._drop(request)
+        self.task_sample_ids.append(list(task.sample_ids))
         self._replay()
 
-    def forget(self, request: UnlearnRequest, *, then_learn: bool) -> None:
+    def forget(self, request: UnlearnRequest) -> None:
+        self._drop(request)
+        self._replay()
+
+    def _drop(self, request: UnlearnRequest) -> None:
         gone = set(request.sample_ids)
-        self.tasks = [[i for i in ids if i not in gone] for ids in self.tasks]
-        if not then_learn:
-            self._replay()
+        self.task_sample_ids = [[i for i in ids if i not in gone] for ids in self.task_sample_ids]
 
     def _replay(self) -> None:
         self.restart()
-        for ids in self.tasks:
+        for ids in self.task_sample_ids:
             if ids:
-                self.train(experience_of(self.ctx.data, ids))
+                self.train_task(experience_of(self.ctx.data, ids))
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "tasks": self.tasks}
+        return {**super().state_dict(), "task_sample_ids": self.task_sample_ids}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.tasks = [list(t) for t in state["tasks"]]
+        self.task_sample_ids = [list(t) for t in state["task_sample_ids"]]

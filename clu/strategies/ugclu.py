@@ -3,96 +3,102 @@
 Every iteration is a fast–slow step. Fast: the learn term p_L · M_L ⊙ ∇CE(D_L) and, when a request is
 being served, the unlearn term a_t · p_U · M_U ⊙ ∇L_U (clipped, masked). Slow: p_R · ∇CE(buffer) taken at
 the post-fast weights, which to first order applies (I + ηH_R)^-1 to the fast direction.
-Learn tasks run the scenario's epochs; an unlearn-only request runs T iterations with a fast step every
-``forget_freq``; a request attached to a learn task rides along that task's iterations.
+Learn tasks run the scenario's epochs; a request attached to a learn task rides along that task's
+iterations; a request alone runs T iterations with a fast step every ``forget_freq``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from clu.config import check
-from clu.events import UnlearnRequest
+from clu.events import LearnTask, UnlearnRequest
 from clu.strategies.base import CLUStrategy
-from clu.strategies.forgetting import ForgetConfig, ForgetTerm, fisher_of, unlearn_only
-from clu.strategies.registry import register_strategy
+from clu.strategies.configs import ForgetConfig, UGCLUConfig
+from clu.strategies.forgetting import ForgetTerm, forget_mask, proxy_targets, silence_head_rows, unlearn_only
 from clu.update import FastTerm, balanced_mask, set_size_coefficients
 
 
-@dataclass(frozen=True)
-class UGCLUConfig(ForgetConfig):
-    """ForgetConfig plus the learn-side mask."""
+def unlearn_term(s: CLUStrategy, request: UnlearnRequest, cfg: ForgetConfig, p_u: float = 1.0) -> ForgetTerm:
+    """The request's unlearn term, set up after the purge from the model before any step, in this order:
+    M_U (Fisher passes), q (``kl_proxy``), then in the task-aware setting the forgotten task's head rows."""
+    ids = torch.tensor(request.sample_ids, dtype=torch.long)
+    mask = forget_mask(cfg, lambda i: s.fisher(i, cfg.fisher_batches), ids, s.buffer_ids())
+    targets = None
+    if cfg.forget_loss == "kl_proxy":
+        targets = proxy_targets(
+            s.eval_logits(ids)[0],
+            request,
+            known_classes=s.known_classes,
+            task_aware=s.ctx.task_aware,
+            val_logits=lambda: s.eval_logits(s.known_val_ids())[0],
+        )
+        if s.ctx.task_aware and request.kind != "random_sample":
+            # the oracle never trained the forgotten task's head rows: zeroed, they answer as q does
+            silence_head_rows(s.model, s.optimizer, request.target_classes)
+    lam = cfg.lam if cfg.adaptive_weights else 0.0
+    return ForgetTerm(ids, s.cycle(ids), s.logits_of, mask, targets, lam, cfg.alpha_u, p_u)
 
-    learn_mask: bool = False
-    """Mask the learn term with M_L = 1[(F_L + ε) / (F_R + ε) ≥ γ_L] (off by default)."""
-    gamma_l: float = 1.0
-    """Threshold γ_L of the learn mask."""
 
-    def validate(self) -> None:
-        super().validate()
-        check(self.gamma_l > 0, "gamma_l", f"must be > 0, got {self.gamma_l}")
-
-
-@register_strategy("ugclu", "unified fast-slow CLU: learn + unlearn + preserve under a balanced saliency mask")
 class UGCLU(CLUStrategy):
-    config_class = UGCLUConfig
+    """Learn: fast = p_L · M_L ⊙ ∇CE(D_L) (+ an attached request's unlearn term), slow = p_R · ∇CE(buffer).
+    A request alone: :func:`~clu.strategies.forgetting.unlearn_only` with the same unlearn and slow terms."""
+
+    name = "ugclu"
     cfg: UGCLUConfig
     uses_buffer = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.pending: ForgetTerm | None = None
-        """The request attached to the learn task being trained, if any."""
+        self.forget_term: ForgetTerm | None = None
+        """The unlearn term of the request attached to the learn task being trained, if any."""
         self.p_l = self.p_r = 1.0
         self.learn_mask: dict[str, Tensor] | None = None
         self.t = self.total = 0
-
-    # -- coefficients and masks, at the start of each learn task or request ----------------------------
+        """Iteration t of the learn task's total (the attached term's cosine schedule)."""
 
     def coefficients(self, n_learn: int, n_unlearn: int) -> tuple[float, float, float]:
         return set_size_coefficients(n_learn, n_unlearn, len(self.buffer), self.cfg.coefficients)
-
-    def _before_training_exp(self, **kwargs: Any) -> None:
-        super()._before_training_exp(**kwargs)
-        n = len(self._train_ids)
-        self.t, self.total = 0, self.train_epochs * math.ceil(n / self.train_mb_size)
-        n_u = len(self.pending.ids) if self.pending is not None else 0
-        self.p_l, p_u, self.p_r = self.coefficients(n, n_u)
-        if self.pending is not None:
-            self.pending.p_u = p_u
-        self.learn_mask = None
-        if self.cfg.learn_mask and len(self.buffer):
-            f_l = fisher_of(self, self._train_ids, self.cfg.fisher_batches)
-            f_r = fisher_of(self, torch.tensor(self.buffer.ids()), self.cfg.fisher_batches)
-            self.learn_mask = balanced_mask(f_l, f_r, self.cfg.gamma_l)
-
-    # -- the recipe ------------------------------------------------------------------------------------
 
     def preserve(self) -> Tensor | None:
         """The slow step's loss: p_R · CE on a buffer batch (None when the buffer is empty)."""
         loss = self.ce(self.buffer_batch())
         return None if loss is None else self.p_r * loss
 
+    # -- a learn task, with the request of the same step riding along --------------------------------
+
+    def learn(self, task: LearnTask, experience: Any, request: UnlearnRequest | None = None) -> None:
+        """Purge an attached request and set up its unlearn term (it enters every iteration), then train."""
+        if request is not None:
+            self.purge(request)
+            self.forget_term = unlearn_term(self, request, self.cfg)
+        self.train_task(experience)
+        self.forget_term = None
+
+    def on_task_start(self, ids: Tensor) -> None:
+        """The task's iteration count, p_L, p_U, p_R and (optionally) the learn mask M_L."""
+        self.t, self.total = 0, self.train_epochs * math.ceil(len(ids) / self.train_mb_size)
+        n_u = len(self.forget_term.ids) if self.forget_term is not None else 0
+        self.p_l, p_u, self.p_r = self.coefficients(len(ids), n_u)
+        if self.forget_term is not None:
+            self.forget_term.p_u = p_u
+        self.learn_mask = None
+        if self.cfg.learn_mask and len(self.buffer):
+            n = self.cfg.fisher_batches
+            self.learn_mask = balanced_mask(self.fisher(ids, n), self.fisher(self.buffer_ids(), n), self.cfg.gamma_l)
+
     def learn_iteration(self, x: Tensor, y: Tensor) -> None:
         fast = [FastTerm(lambda: self.learn_loss(x, y), self.learn_mask, self.p_l)]
-        if self.pending is not None:
-            fast.append(self.pending.term(self.t, self.total))
+        if self.forget_term is not None:
+            fast.append(self.forget_term.term(self.t, self.total))
         self.step(fast, self.preserve, clip=self.cfg.clip, order=self.cfg.order)
         self.t += 1
 
-    def _after_training_exp(self, **kwargs: Any) -> None:
-        self.pending = None
-        super()._after_training_exp(**kwargs)
+    # -- a request alone -----------------------------------------------------------------------------
 
-    def forget(self, request: UnlearnRequest, *, then_learn: bool) -> None:
+    def forget(self, request: UnlearnRequest) -> None:
         _, p_u, self.p_r = self.coefficients(0, len(request.sample_ids))
-        term = ForgetTerm(self, request, self.cfg, p_u)
-        if then_learn:  # the learn task of this step carries the unlearn term
-            self.pending = term
-            return
-        unlearn_only(self, term, self.preserve)
+        unlearn_only(self, unlearn_term(self, request, self.cfg, p_u), self.cfg, self.preserve)

@@ -10,7 +10,14 @@ from clu.update.objectives import (
     tempered_target,
     weighted_ascent_loss,
 )
-from clu.update.saliency import balanced_mask, fisher_diagonal, mask_ratio, topk_grad_mask
+from clu.update.saliency import (
+    balanced_mask,
+    fisher_diagonal,
+    fisher_topk_mask,
+    mask_ratio,
+    salun_mask,
+    topk_mask,
+)
 from clu.update.step import FastTerm, clip_grad, fast_slow_step, masked_step
 
 __all__ = [
@@ -22,14 +29,16 @@ __all__ = [
     "cross_entropy",
     "fast_slow_step",
     "fisher_diagonal",
+    "fisher_topk_mask",
     "inverse_loss_weights",
     "kl_proxy_loss",
     "mask_ratio",
     "masked_step",
     "remove_classes_target",
+    "salun_mask",
     "set_size_coefficients",
     "should_stop_early",
     "tempered_target",
-    "topk_grad_mask",
+    "topk_mask",
     "weighted_ascent_loss",
 ]

@@ -1,6 +1,10 @@
-"""Weight-saliency masks (DESIGN §6): diagonal empirical Fisher, the balanced forget-vs-remain mask,
-and the SalUn-style top-k |grad| mask.
+"""Every weight-saliency mask (DESIGN §6), each named for what it ranks:
 
+* :func:`balanced_mask` — the balanced Fisher ratio ``1[(F_U + ε) / (F_R + ε) ≥ γ]`` (ugclu's M_U and M_L);
+* :func:`fisher_topk_mask` — top-k of √F on the forget set (ugclu's ``mask = "topk"`` ablation);
+* :func:`salun_mask` — SalUn's top-k of the summed-gradient magnitude on the forget set (er_salun);
+
+built from :func:`fisher_diagonal` (the diagonal empirical Fisher) and :func:`topk_mask` (top-k of |score|).
 Masks are ``dict[str, Tensor]`` keyed by ``model.named_parameters()`` names, float tensors of the
 parameter's shape holding 1 (update allowed) or 0 (parameter frozen).
 """
@@ -13,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["balanced_mask", "fisher_diagonal", "mask_ratio", "topk_grad_mask"]
+__all__ = ["balanced_mask", "fisher_diagonal", "fisher_topk_mask", "mask_ratio", "salun_mask", "topk_mask"]
 
 
 def fisher_diagonal(
@@ -66,16 +70,16 @@ def balanced_mask(
     return out
 
 
-def topk_grad_mask(grads: Mapping[str, Tensor], sparsity: float) -> dict[str, Tensor]:
-    """SalUn-style mask keeping the ``round((1 - sparsity) * N)`` entries of largest ``|grad|``
-    across all parameters together (``N`` entries in all). Ties are broken deterministically in
-    favour of the earlier entry (dict order, then flattened index)."""
+def topk_mask(scores: Mapping[str, Tensor], sparsity: float) -> dict[str, Tensor]:
+    """Keep the ``round((1 - sparsity) * N)`` entries of largest ``|score|`` across all parameters
+    together (``N`` entries in all). Ties are broken deterministically in favour of the earlier entry
+    (dict order, then flattened index)."""
     if not 0.0 <= sparsity <= 1.0:
         raise ValueError(f"sparsity must be in [0, 1], got {sparsity}")
-    if not grads:
+    if not scores:
         return {}
-    names = list(grads)
-    flat = torch.cat([grads[n].detach().abs().reshape(-1).float().cpu() for n in names])
+    names = list(scores)
+    flat = torch.cat([scores[n].detach().abs().reshape(-1).float().cpu() for n in names])
     k = int(round((1.0 - sparsity) * flat.numel()))
     keep = torch.zeros(flat.numel(), dtype=torch.bool)
     if k > 0:
@@ -84,11 +88,31 @@ def topk_grad_mask(grads: Mapping[str, Tensor], sparsity: float) -> dict[str, Te
     out: dict[str, Tensor] = {}
     start = 0
     for n in names:
-        g = grads[n]
+        g = scores[n]
         part = keep[start : start + g.numel()].reshape(g.shape)
         out[n] = part.to(device=g.device, dtype=g.dtype if g.is_floating_point() else torch.float32)
         start += g.numel()
     return out
+
+
+def fisher_topk_mask(fisher: Mapping[str, Tensor], sparsity: float) -> dict[str, Tensor]:
+    """Top-k of ``√F`` (a diagonal Fisher): the ``1 - sparsity`` share of entries the loss is most sensitive to."""
+    return topk_mask({n: f.sqrt() for n, f in fisher.items()}, sparsity)
+
+
+def salun_mask(model: nn.Module, losses: Iterable[Tensor], sparsity: float) -> dict[str, Tensor]:
+    """SalUn's mask: top-k of ``|Σ_b ∇ loss_b|`` over every parameter with ``requires_grad``.
+
+    ``losses`` yields one scalar per forget-set mini-batch (weighted so that they sum to the mean loss);
+    each is differentiated as it comes, so one batch's graph is alive at a time.
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    grads = {n: torch.zeros_like(p) for n, p in named}
+    for loss in losses:
+        for (n, _), g in zip(named, torch.autograd.grad(loss, params)):
+            grads[n] += g
+    return topk_mask(grads, sparsity)
 
 
 def mask_ratio(mask: Mapping[str, Tensor]) -> float:

@@ -1,4 +1,4 @@
-"""The unlearn term (DESIGN §6): kl_proxy targets, the balanced mask, weighted ascent, ugclu's ablation switches."""
+"""The unlearn term (DESIGN §6): kl_proxy targets, the masks, weighted ascent, ugclu's recipe and ablation switches."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from clu.driver import build_strategy, run_events
 from clu.events import UnlearnRequest
 from clu.events import steps as group_steps
 from clu.scenario import events_for, scenario_from_dict
-from clu.strategies import StrategyChoice, strategy_config
-from clu.strategies.forgetting import ForgetConfig, ForgetTerm
-from clu.strategies.ugclu import UGCLUConfig
+from clu.strategies import ForgetConfig, StrategyChoice, UGCLUConfig, strategy_config
+from clu.strategies.forgetting import ForgetTerm, forget_mask, looks_unseen, proxy_targets, silence_head_rows
+from clu.strategies.ugclu import unlearn_term
 from clu.update import cross_entropy, mask_ratio
 from tiny import TINY
 
@@ -39,9 +39,8 @@ def trained():
     list(run_events(strategy, STEPS[:2], DATA, seed=SPEC.seed))
     request = STEPS[2].unlearn
     assert request is not None and request.kind == "class" and STEPS[2].learn is None
-    strategy.model.train()
-    strategy.buffer.remove(request.sample_ids)
-    strategy.known_classes.difference_update(request.target_classes)
+    strategy.purge(request)
+    assert not set(request.sample_ids) & set(strategy.buffer.ids())
     return strategy, request
 
 
@@ -53,7 +52,7 @@ def _ce(strategy, ids) -> float:
 
 def test_kl_proxy_targets_put_no_mass_on_forgotten_or_unseen_classes(trained):
     strategy, request = trained
-    term = ForgetTerm(strategy, request, ForgetConfig(forget_loss="kl_proxy", mask="none"))
+    term = unlearn_term(strategy, request, ForgetConfig(forget_loss="kl_proxy", mask="none"))
     q = term.targets
     assert q is not None and q.shape == (len(request.sample_ids), DATA.num_classes)
     assert torch.equal(term.ids, torch.tensor(sorted(request.sample_ids)))
@@ -68,28 +67,72 @@ def test_kl_proxy_targets_put_no_mass_on_forgotten_or_unseen_classes(trained):
     assert float(term.loss().detach()) > 0
 
 
+def _mask(strategy, request, cfg: ForgetConfig, retain_ids=None):
+    ids = torch.tensor(request.sample_ids)
+    retain = strategy.buffer_ids() if retain_ids is None else retain_ids
+    return forget_mask(cfg, lambda i: strategy.fisher(i, cfg.fisher_batches), ids, retain)
+
+
 def test_balanced_mask_is_partial_on_a_trained_model(trained):
     strategy, request = trained
-    term = ForgetTerm(strategy, request, ForgetConfig(mask="balanced"))
-    assert term.mask is not None
-    assert set(term.mask) == {n for n, _ in strategy.model.named_parameters()}
-    ratio = mask_ratio(term.mask)
+    mask = _mask(strategy, request, ForgetConfig(mask="balanced"))
+    assert mask is not None
+    assert set(mask) == {n for n, _ in strategy.model.named_parameters()}
+    ratio = mask_ratio(mask)
     assert 0.0 < ratio < 1.0, ratio
     for n, p in strategy.model.named_parameters():
-        assert term.mask[n].shape == p.shape
+        assert mask[n].shape == p.shape
+    assert unlearn_term(strategy, request, ForgetConfig(mask="balanced")).mask is not None
 
 
-def test_topk_mask_keeps_the_asked_fraction(trained):
+def test_fisher_topk_mask_keeps_the_asked_fraction_and_no_mask_is_none(trained):
     strategy, request = trained
-    term = ForgetTerm(strategy, request, ForgetConfig(mask="topk", sparsity=0.75))
-    assert term.mask is not None
-    assert mask_ratio(term.mask) == pytest.approx(0.25, abs=0.02)
-    assert ForgetTerm(strategy, request, ForgetConfig(mask="none")).mask is None
+    mask = _mask(strategy, request, ForgetConfig(mask="topk", sparsity=0.75))
+    assert mask is not None
+    assert mask_ratio(mask) == pytest.approx(0.25, abs=0.02)
+    assert _mask(strategy, request, ForgetConfig(mask="none")) is None
+    # nothing to balance against: every parameter may move
+    assert _mask(strategy, request, ForgetConfig(mask="balanced"), torch.empty(0, dtype=torch.long)) is None
+
+
+def test_proxy_targets_by_request_kind():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1e4], [0.0, 3.0, 1.0, -1e4]])
+    cls = UnlearnRequest(3, "class", (0,), (5, 6), 0)
+    q = proxy_targets(logits, cls, known_classes={1, 2}, task_aware=False, val_logits=lambda: 1 / 0)
+    assert (q[:, [0, 3]] == 0).all() and torch.allclose(q.sum(1), torch.ones(2))  # forgotten and unseen: no mass
+    task = UnlearnRequest(3, "task", (0, 1, 2), (5, 6), 0, 0)
+    q = proxy_targets(logits, task, known_classes={1, 2}, task_aware=True, val_logits=lambda: 1 / 0)
+    assert torch.equal(q, torch.tensor([[1 / 3, 1 / 3, 1 / 3, 0.0]] * 2))  # uniform over the sample's task
+    rnd = UnlearnRequest(3, "random_sample", (), (5, 6), 0)
+    q = proxy_targets(logits, rnd, known_classes={0, 1, 2}, task_aware=False, val_logits=lambda: torch.zeros(3, 4))
+    assert torch.equal(q.argmax(1), logits.argmax(1)) and torch.allclose(q.sum(1), torch.ones(2))
+
+
+def test_silence_head_rows_zeroes_the_rows_and_their_optimizer_state():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 5))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.ones(2, 3)).sum().backward()
+    opt.step()
+    first = model[0].weight.detach().clone()
+    silence_head_rows(model, opt, (1, 3))
+    head = model[2]
+    for p in (head.weight, head.bias):
+        assert (p[[1, 3]] == 0).all() and (p[[0, 2, 4]] != 0).any()
+        assert (opt.state[p]["momentum_buffer"][[1, 3]] == 0).all()
+    assert torch.equal(model[0].weight, first)  # only the output layer
+
+
+def test_looks_unseen_compares_the_forget_and_validation_losses():
+    losses = {1: 0.5, 2: 0.7}
+    mean_ce = lambda ids: losses[int(ids[0])]  # noqa: E731
+    assert not looks_unseen(mean_ce, torch.tensor([1]), torch.tensor([2]))
+    assert looks_unseen(mean_ce, torch.tensor([2]), torch.tensor([1]))
+    assert not looks_unseen(mean_ce, torch.tensor([2]), torch.empty(0))  # no validation data: never stop
 
 
 def test_ga_weighted_step_increases_ce_on_the_forget_set(trained):
     strategy, request = trained
-    term = ForgetTerm(strategy, request, ForgetConfig(forget_loss="ga_weighted", mask="none", alpha_u=1.0))
+    term = unlearn_term(strategy, request, ForgetConfig(forget_loss="ga_weighted", mask="none", alpha_u=1.0))
     assert term.targets is None
     assert float(term.loss().detach()) < 0  # ascent: minus a (weighted) cross-entropy
     ids = list(request.sample_ids)
@@ -102,7 +145,7 @@ def test_ga_weighted_step_increases_ce_on_the_forget_set(trained):
 
 def test_masked_unlearn_step_leaves_masked_out_weights_bit_identical(trained):
     strategy, request = trained
-    term = ForgetTerm(strategy, request, ForgetConfig(forget_loss="ga_weighted", mask="balanced"))
+    term = unlearn_term(strategy, request, ForgetConfig(forget_loss="ga_weighted", mask="balanced"))
     before = {n: p.detach().clone() for n, p in strategy.model.named_parameters()}
     strategy.step([term.term(0, 1)])
     moved = False
@@ -117,7 +160,7 @@ def test_kl_proxy_random_sample_targets_are_tempered(trained):
     strategy, _ = trained
     retained = sorted(set(STEPS[0].learn.sample_ids) - set(STEPS[2].unlearn.sample_ids))[:40]
     request = UnlearnRequest(2, "random_sample", (), tuple(retained), 9)
-    term = ForgetTerm(strategy, request, ForgetConfig(forget_loss="kl_proxy", mask="none"))
+    term = unlearn_term(strategy, request, ForgetConfig(forget_loss="kl_proxy", mask="none"))
     with torch.no_grad():
         x, y = strategy.batch(term.ids)
         own = torch.softmax(strategy.logits(x, y), 1)
@@ -182,13 +225,21 @@ def test_each_ugclu_ablation_runs_and_takes_effect(ablation):
         assert any(not torch.equal(weights[k], other[k]) for k in weights), f"{ablation} changed nothing"
 
 
-def test_ugclu_serves_a_request_attached_to_a_learn_task():
-    spec = scenario_from_dict(tomllib.loads(TINY.replace("[[schedule.rules]]", "[schedule]\nattach = true\n\n[[schedule.rules]]")))
+def test_ugclu_serves_a_request_attached_to_a_learn_task(monkeypatch):
+    attached = TINY.replace("[[schedule.rules]]", "[schedule]\nattach = true\n\n[[schedule.rules]]")
+    spec = scenario_from_dict(tomllib.loads(attached))
     steps = group_steps(events_for(spec, spec.seed))
     assert [s.kind for s in steps] == ["learn", "learn", "learn+class", "class"]
     strategy = build_strategy(ugclu(), spec, DATA, spec.seed, CPU)
-    records = list(run_events(strategy, steps, DATA, seed=spec.seed))
-    assert strategy.pending is None  # the attached term ends with its learn task
+    calls: list[tuple[int, int]] = []
+    term = ForgetTerm.term
+    monkeypatch.setattr(ForgetTerm, "term", lambda self, t, total: calls.append((t, total)) or term(self, t, total))
+    records = list(run_events(strategy, steps[:3], DATA, seed=spec.seed))
+    # the attached term enters every iteration of its learn task, along the task's cosine schedule
+    total = spec.training.epochs * -(-len(steps[2].learn.sample_ids) // spec.training.batch_size)
+    assert calls == [(t, total) for t in range(total)]
+    assert strategy.forget_term is None  # the attached term ends with its learn task
+    records += list(run_events(strategy, steps, DATA, seed=spec.seed, start=3))
     gone = set(steps[2].unlearn.sample_ids) | set(steps[3].unlearn.sample_ids)
     assert not gone & set(strategy.buffer.ids())
     assert records[2].values["NA"] is not None and records[2].values["FA"] is not None

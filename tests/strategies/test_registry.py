@@ -2,33 +2,80 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from clu.config import ConfigError
-from clu.strategies import STRATEGIES, CLUStrategy, register_strategy, resolve_strategy, strategy_config
+from clu.strategies import (
+    STRATEGIES,
+    ERGAConfig,
+    StrategyConfig,
+    StrategyEntry,
+    UGCLUConfig,
+    register,
+    resolve_strategy,
+    strategy_config,
+)
+from clu.strategies.base import CLUStrategy
 from clu.strategies.er import ER
-from clu.strategies.er_ga import ERGAConfig
+
+
+def test_importing_the_registry_and_resolving_every_preset_loads_no_torch():
+    code = textwrap.dedent(
+        """
+        import sys
+        import clu.strategies as s
+        for name, entry in s.STRATEGIES.items():
+            s.resolve_strategy(name)
+            assert entry.summary and entry.config_class
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "avalanche", "ray"))
+        print(heavy[:5])
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_duplicate_registration_raises_and_keeps_the_first():
     before = dict(STRATEGIES)
-
-    class Impostor(CLUStrategy):
-        pass
-
     with pytest.raises(ValueError, match="'er'.*already registered"):
-        register_strategy("er", "an impostor")(Impostor)
+        register(StrategyEntry("er", "an impostor", StrategyConfig, "clu.strategies.naive:Naive"))
     assert STRATEGIES == before
-    assert STRATEGIES["er"].cls is ER
-    assert Impostor.name != "er"
+    assert STRATEGIES["er"].load() is ER
 
 
-def test_every_registered_strategy_has_its_preset_and_a_valid_default_config():
+def test_every_registered_strategy_loads_and_has_its_preset_and_a_valid_default_config():
     for name, entry in STRATEGIES.items():
-        assert entry.cls.name == name
+        assert entry.load().name == name
         assert entry.preset.is_file(), f"{name}: no preset {entry.preset}"
         cfg = strategy_config(name)
-        assert isinstance(cfg, entry.cls.config_class)
+        assert isinstance(cfg, entry.config_class)
+
+
+class Mine(CLUStrategy):
+    name = "mine"
+
+
+def test_an_entry_may_name_its_config_and_class_as_strings_or_give_them(monkeypatch):
+    entry = StrategyEntry("mine", "a user strategy", "clu.strategies.configs:UGCLUConfig", f"{__name__}:Mine")
+    assert entry.config_class is UGCLUConfig and entry.load() is Mine
+    monkeypatch.setitem(STRATEGIES, "mine", entry)
+    assert isinstance(strategy_config("mine", {"alpha_u": 2.0}), UGCLUConfig)  # no preset: the defaults
+    assert StrategyEntry("mine", "", UGCLUConfig, Mine).load() is Mine
+
+
+def test_an_entry_whose_class_has_another_name_or_kind_is_refused():
+    with pytest.raises(TypeError, match="Mine.name is 'mine'"):
+        StrategyEntry("yours", "", StrategyConfig, Mine).load()
+    with pytest.raises(TypeError, match="not a CLUStrategy"):
+        StrategyEntry("mine", "", StrategyConfig, "clu.strategies.configs:StrategyConfig").load()
+    with pytest.raises(TypeError, match="not a StrategyConfig"):
+        _ = StrategyEntry("mine", "", "clu.strategies.er:ER", Mine).config_class
+    with pytest.raises(ValueError, match="module:Class"):
+        StrategyEntry("mine", "", StrategyConfig, "clu.strategies.er.ER").load()
 
 
 def test_unknown_strategy_is_a_config_error_naming_it():

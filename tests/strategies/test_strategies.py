@@ -17,13 +17,15 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
+from clu import resolve_config, run
 from clu.data import load_dataset
-from clu.driver import EventRecord, build_strategy, run_events
+from clu.driver import build_strategy, run_events
 from clu.events import Step
 from clu.events import steps as group_steps
-from clu.runner import resolve_config, run
+from clu.results import EventRecord
 from clu.scenario import ScenarioSpec, events_for, scenario_from_dict
-from clu.strategies import STRATEGIES, CLUStrategy, StrategyChoice, strategy_config
+from clu.strategies import STRATEGIES, StrategyChoice, strategy_config
+from clu.strategies.base import CLUStrategy
 from tiny import TINY
 
 CPU = torch.device("cpu")
@@ -43,7 +45,7 @@ def spec_of(text: str) -> ScenarioSpec:
 
 def choice(name: str) -> StrategyChoice:
     """The preset with a short unlearning phase (T = 10) where the strategy has one."""
-    names = {f.name for f in fields(STRATEGIES[name].cls.config_class)}
+    names = {f.name for f in fields(STRATEGIES[name].config_class)}
     return StrategyChoice(name, name, strategy_config(name, {"unlearn_iters": 10} if "unlearn_iters" in names else {}))
 
 
@@ -186,7 +188,7 @@ def test_clpu_drops_the_side_model_of_a_forgotten_task():
     forgotten_tasks = {s.unlearn.target_task for s in r.steps if s.unlearn is not None}
     assert forgotten_tasks == {1}
     assert not forgotten_tasks & set(r.strategy.sides)
-    assert not set(r.strategy.stored_logits) - set(r.buffers[-1])
+    assert not set(r.strategy.logits_by_id) - set(r.buffers[-1])
 
 
 def test_retrain_is_exact_on_forgotten_classes(tmp_path):

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clu.update.saliency import balanced_mask, fisher_diagonal, mask_ratio, topk_grad_mask
+from clu.update.saliency import balanced_mask, fisher_diagonal, fisher_topk_mask, mask_ratio, salun_mask, topk_mask
 
 
 def _linear():
@@ -70,18 +70,39 @@ def test_balanced_mask_on_hand_made_fishers():
 
 def test_topk_keeps_the_right_count_and_the_largest():
     g = {"a": torch.tensor([0.1, -5.0, 0.3]), "b": torch.tensor([[2.0, -0.2], [0.0, 1.0]])}
-    m = topk_grad_mask(g, sparsity=0.5)  # keep round(0.5 * 7) = 4 (3.5 rounds to 4)
+    m = topk_mask(g, sparsity=0.5)  # keep round(0.5 * 7) = 4 (3.5 rounds to 4)
     assert mask_ratio(m) == pytest.approx(4 / 7)
     assert torch.equal(m["a"], torch.tensor([0.0, 1.0, 1.0]))
     assert torch.equal(m["b"], torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
-    assert mask_ratio(topk_grad_mask(g, 0.0)) == 1.0
-    assert mask_ratio(topk_grad_mask(g, 1.0)) == 0.0
+    assert mask_ratio(topk_mask(g, 0.0)) == 1.0
+    assert mask_ratio(topk_mask(g, 1.0)) == 0.0
 
 
 def test_topk_ties_are_deterministic():
     g = {"a": torch.ones(10), "b": torch.ones(5)}
-    m = topk_grad_mask(g, sparsity=0.6)  # keep 6 of 15 equal entries: the first six
+    m = topk_mask(g, sparsity=0.6)  # keep 6 of 15 equal entries: the first six
     assert int(sum(v.sum() for v in m.values())) == 6
     assert torch.equal(m["a"], torch.tensor([1.0] * 6 + [0.0] * 4))
     assert torch.equal(m["b"], torch.zeros(5))
-    assert all(torch.equal(m[k], topk_grad_mask(g, 0.6)[k]) for k in m)
+    assert all(torch.equal(m[k], topk_mask(g, 0.6)[k]) for k in m)
+
+
+def test_fisher_topk_ranks_the_square_root_of_the_fisher():
+    f = {"a": torch.tensor([4.0, 0.0, 9.0]), "b": torch.tensor([1.0])}
+    m = fisher_topk_mask(f, sparsity=0.5)  # keep round(0.5 * 4) = 2: the two largest sqrt(F)
+    assert torch.equal(m["a"], torch.tensor([1.0, 0.0, 1.0])) and torch.equal(m["b"], torch.tensor([0.0]))
+    assert all(torch.equal(m[k], topk_mask({n: v.sqrt() for n, v in f.items()}, 0.5)[k]) for k in m)
+
+
+def test_salun_mask_ranks_the_summed_gradient_of_the_batch_losses():
+    m = _linear()
+    x = torch.tensor([[1.0, 2.0], [-1.0, 0.5], [0.3, -2.0]])
+    y = torch.tensor([0, 1, 1])
+    parts = [(x[:2], y[:2]), (x[2:], y[2:])]
+    losses = (F.cross_entropy(m(xb), yb) * len(yb) / len(y) for xb, yb in parts)  # they sum to the mean CE
+    mask = salun_mask(m, losses, sparsity=0.5)
+    grads = dict(zip(("weight", "bias"), torch.autograd.grad(F.cross_entropy(m(x), y), [m.weight, m.bias])))
+    expected = topk_mask(grads, 0.5)
+    assert set(mask) == {"weight", "bias"} and mask_ratio(mask) == pytest.approx(3 / 6)
+    assert all(torch.equal(mask[k], expected[k]) for k in mask)
+    assert m.weight.grad is None  # the model's .grad fields are left alone

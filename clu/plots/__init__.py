@@ -1,0 +1,79 @@
+"""The figures (DESIGN §9–§10), drawn from result files alone.
+
+``plot_run(run_dir)`` reads a run folder through :func:`clu.results.read_run` (``metrics.csv``, and
+``summary.json`` when present, for the scenario name and the strategies' registry names) and writes
+``plots/stability_plasticity.png``, ``plots/forgetting.png`` and ``plots/accuracy_matrix.png``.
+``plot_sweep(aggregate_csv, out_dir)`` draws the same stability/plasticity and forgetting figures per scenario
+from a sweep's ``aggregate.csv`` (:func:`clu.results.read_aggregate`), with ± std bands over seeds.
+
+Figures are sized for a two-column paper (7 in wide, 150 dpi, fonts ≥ 8 pt); a strategy keeps its colour and
+marker in every figure (:mod:`clu.plots.style`) and the oracle is always black and dashed. Accuracies are
+shown in %. Every PNG is written to a temporary file in the target folder and renamed, so a reader never sees
+half a figure.
+
+Only this package imports matplotlib (``import clu`` does not). It selects the non-interactive Agg backend and
+draws through ``matplotlib.figure.Figure`` directly, never through pyplot's global figure registry, so it is
+safe in scripts, workers and notebooks alike.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import zlib
+from pathlib import Path
+
+import matplotlib
+
+if "matplotlib.pyplot" not in sys.modules:  # pragma: no branch - never switch a backend pyplot already uses
+    matplotlib.use("Agg")
+
+from clu.plots.figures import accuracy_matrix, forgetting, stability_plasticity  # noqa: E402
+from clu.plots.series import order_labels, run_series, sweep_series  # noqa: E402
+from clu.plots.style import Style, strategy_style  # noqa: E402
+from clu.results import read_aggregate, read_run  # noqa: E402
+
+RUN_PLOTS = ("stability_plasticity.png", "forgetting.png", "accuracy_matrix.png")
+
+
+def plot_run(run_dir: Path | str) -> list[Path]:
+    """Draw a run folder's figures from its files alone; returns the paths written under ``run_dir/plots``.
+
+    Raises :class:`clu.config.ConfigError` naming the folder when metrics.csv is missing, empty or malformed.
+    """
+    run_dir = Path(run_dir)
+    series = run_series(read_run(run_dir), run_dir)
+    styles = strategy_style(series.labels, series.names)
+    out = run_dir / "plots"
+    return [
+        stability_plasticity(series, styles, out / RUN_PLOTS[0], bands=False),
+        forgetting(series, styles, out / RUN_PLOTS[1], bands=False),
+        accuracy_matrix(series, styles, out / RUN_PLOTS[2]),
+    ]
+
+
+def plot_sweep(aggregate_csv: Path | str, out_dir: Path | str) -> list[Path]:
+    """Per scenario of a sweep's ``aggregate.csv``: stability/plasticity and forgetting with ± std bands.
+
+    Writes ``stability_plasticity-<scenario>.png`` and ``forgetting-<scenario>.png`` into ``out_dir`` and
+    returns their paths. In the scatter, a point is the mean over events of the per-event means, and its
+    error bar the mean over events of the per-event std over seeds (an upper bound on the std over seeds of
+    the per-seed averages, which aggregate.csv does not keep).
+    """
+    aggregate_csv, out_dir = Path(aggregate_csv), Path(out_dir)
+    scenarios = sweep_series(read_aggregate(aggregate_csv), aggregate_csv)
+    all_labels = order_labels((lab for s in scenarios.values() for lab in s.labels), {})
+    styles = strategy_style(all_labels)  # one mapping for every scenario of the sweep
+    paths: list[Path] = []
+    tags: set[str] = set()
+    for scen, series in scenarios.items():
+        tag = re.sub(r"[^A-Za-z0-9._-]+", "_", scen).strip("._") or "scenario"
+        if tag in tags:  # two names that map to one file name: keep both apart
+            tag = f"{tag}-{zlib.crc32(scen.encode()):08x}"
+        tags.add(tag)
+        paths.append(stability_plasticity(series, styles, out_dir / f"stability_plasticity-{tag}.png", bands=True))
+        paths.append(forgetting(series, styles, out_dir / f"forgetting-{tag}.png", bands=True))
+    return paths
+
+
+__all__ = ["RUN_PLOTS", "Style", "plot_run", "plot_sweep", "strategy_style"]

@@ -1,0 +1,163 @@
+"""The run config: a resolved scenario, its strategies (the oracle first), a seed and a device.
+
+This is the only reader and writer of run configs in TOML: a run folder's ``config.toml`` (``clu run
+config.toml`` re-runs it) and a sweep trial's config are both :meth:`RunConfig.to_toml` and come back through
+:func:`run_config_from_toml` with the same validation. :func:`resolve_config` turns command-line or API
+arguments (scenario name or file, strategy names or preset files, seed, device) into a RunConfig.
+
+Import-light (the command line validates with it before the heavy imports): torch and Avalanche are
+imported only for the version stamp.
+"""
+
+from __future__ import annotations
+
+import platform
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence, get_args
+
+from clu import __version__
+from clu.config import ConfigError, dump_toml, read_toml, to_dict
+from clu.paths import DEFAULT_SCENARIO, resolve_scenario
+from clu.results import ORACLE
+from clu.scenario import ScenarioSpec, load_scenario, scenario_from_dict
+from clu.strategies import STRATEGIES, StrategyChoice, resolve_strategy, strategy_config
+
+Device = Literal["auto", "cpu", "cuda"]
+_KEYS = ("seed", "device", "scenario", "strategies", "versions")
+_HEADER = "# clu-sim run config: re-run with `clu run <this file> --out DIR`\n"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A fully resolved run: what ``config.toml`` holds and ``clu run config.toml`` re-runs."""
+
+    scenario: ScenarioSpec
+    strategies: tuple[StrategyChoice, ...]
+    """One per strategy, the oracle first."""
+    seed: int
+    """The training seed (also the scenario seed of the event stream)."""
+    device: Device = "auto"
+    """auto (CUDA when present) | cpu | cuda."""
+
+    def to_toml(self, *, versions: bool = True) -> str:
+        """The config as TOML; ``versions`` adds the header line and the version stamp of config.toml."""
+        data: dict[str, Any] = {
+            "seed": self.seed,
+            "device": self.device,
+            "scenario": to_dict(self.scenario),
+            "strategies": [{"strategy": c.name, "label": c.label, **to_dict(c.config)} for c in self.strategies],
+        }
+        if not versions:
+            return dump_toml(data)
+        data["versions"] = _versions()
+        return _HEADER + dump_toml(data)
+
+
+def _versions() -> dict[str, str]:
+    import avalanche  # the stamp only: a run has imported both by now
+    import torch
+
+    return {"clu": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "avalanche": avalanche.__version__}
+
+
+def run_config_from_dict(raw: dict[str, Any], source: str | Path) -> RunConfig:
+    """Parsed config TOML → RunConfig; every error names ``source`` (``versions`` is informational)."""
+    unknown = sorted(set(raw) - set(_KEYS))
+    if unknown:
+        raise ConfigError("unknown key in a run config", key=unknown[0], file=source)
+    try:
+        scenario = scenario_from_dict(raw.get("scenario", {}), str(source))
+    except ConfigError as e:
+        raise e.under("scenario") from None
+    choices = []
+    for i, entry in enumerate(raw.get("strategies", [])):
+        entry = dict(entry)
+        name, label = entry.pop("strategy", None), entry.pop("label", None)
+        if not isinstance(name, str):
+            raise ConfigError("missing strategy name", key=f"strategies[{i}].strategy", file=source)
+        try:
+            choices.append(StrategyChoice(name, str(label or name), strategy_config(name, entry, source=str(source))))
+        except ConfigError as e:
+            raise e.under(f"strategies[{i}]").in_file(source) from None
+    seed = raw.get("seed", scenario.seed)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"must be a whole number >= 0, got {seed!r}", key="seed", file=source)
+    return RunConfig(scenario, tuple(choices), seed, check_device(raw.get("device", "auto"), "device", source))
+
+
+def run_config_from_toml(text: str, source: str | Path) -> RunConfig:
+    """The inverse of :meth:`RunConfig.to_toml`."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"not valid TOML ({e})", file=source) from None
+    return run_config_from_dict(raw, source)
+
+
+def load_run_config(path: Path) -> RunConfig:
+    """A run's ``config.toml`` back into a RunConfig."""
+    return run_config_from_dict(read_toml(path), path)
+
+
+def is_run_config(raw: dict[str, Any]) -> bool:
+    """Whether parsed TOML is a run config (rather than a scenario file)."""
+    return "scenario" in raw and "strategies" in raw
+
+
+def check_device(device: Any, key: str, source: str | Path | None = None) -> Device:
+    if device not in get_args(Device):
+        raise ConfigError(f"{device!r} is not allowed; choose auto, cpu or cuda", key=key, file=source)
+    return device
+
+
+def default_strategies(scenario: ScenarioSpec) -> list[str]:
+    """Every registered strategy the scenario's setting allows."""
+    aware = scenario.setting == "task_aware"
+    return [n for n, e in STRATEGIES.items() if aware or not e.task_aware_only]
+
+
+def check_setting(choices: Sequence[StrategyChoice], scenario: ScenarioSpec, key: str) -> None:
+    """Task-aware-only strategies need a task-aware scenario."""
+    if scenario.setting != "task_aware":
+        bad = [c.name for c in choices if STRATEGIES[c.name].task_aware_only]
+        if bad:
+            raise ConfigError(f"{bad[0]} needs a task_aware scenario; {scenario.name} is task_agnostic", key=key)
+
+
+def resolve_config(
+    scenario: str | None, strategies: Sequence[str], seed: int | None, device: str | None
+) -> RunConfig:
+    """CLI/API arguments → RunConfig. ``scenario`` may be a scenario file/name or a run's config.toml.
+
+    The oracle ``retrain`` is always added, first; a run config's strategies, seed and device are the
+    defaults when ``scenario`` is one.
+    """
+    base: RunConfig | None = None
+    path = resolve_scenario(scenario or DEFAULT_SCENARIO)
+    raw = read_toml(path)
+    if is_run_config(raw):
+        base = run_config_from_dict(raw, path)
+        spec = base.scenario
+    else:
+        spec = load_scenario(path)
+    if strategies:
+        choices = [resolve_strategy(s) for s in strategies]
+    elif base is not None:
+        choices = list(base.strategies)
+    else:
+        choices = [resolve_strategy(s) for s in default_strategies(spec)]
+    labels = [c.label for c in choices]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise ConfigError(f"strategy {dup[0]!r} given twice; give each a distinct label", key="--strategy")
+    check_setting(choices, spec, "--strategy")
+    oracle = [c for c in choices if c.name == ORACLE]
+    if not oracle:
+        oracle = [resolve_strategy(ORACLE)]  # gaps need it; it runs once and is reported
+    choices = oracle[:1] + [c for c in choices if c is not oracle[0] and c.label != oracle[0].label]
+    final_seed = seed if seed is not None else (base.seed if base else spec.seed)
+    final_device = check_device(device or (base.device if base else "auto"), "--device")
+    return RunConfig(spec, tuple(choices), final_seed, final_device)

@@ -1,0 +1,158 @@
+"""A whole sweep: plan, prepare the folder, run the unfinished trials with the chosen executor, aggregate,
+write ``sweep_summary.json`` and report failures by name."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from clu.config import ConfigError
+from clu.paths import default_runs_dir
+from clu.results import write_json
+from clu.sweeps.aggregate import aggregate
+from clu.sweeps.executors import run_ray, run_serial
+from clu.sweeps.plan import SweepPlan, SweepRequest, plan_sweep, read_done
+from clu.sweeps.progress import Progress
+
+
+@dataclass
+class SweepResult:
+    out: Path
+    summary: dict[str, Any]
+    """The content of sweep_summary.json."""
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return self.summary["failed"]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.summary["failed"] or self.summary["diverged"] or self.summary["missing"] else 0
+
+
+def prepare_sweep_out(req: SweepRequest, stamp: str) -> Path:
+    """The sweep folder (absolute: Tune changes folders): new and empty, or, resuming, one with sweep.json."""
+    if req.out is None:
+        if req.resume:
+            raise ConfigError("--resume continues a sweep folder: give it with --out", key="--resume")
+        out = default_runs_dir() / f"sweep-{stamp}"
+    else:
+        out = Path(req.out)
+    out = out.expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out exists and is not a folder", file=out)
+    if req.resume:
+        if not (out / "sweep.json").is_file():
+            raise ConfigError("nothing to resume: no sweep.json in this folder", file=out)
+    elif out.is_dir() and any(out.iterdir()):
+        raise ConfigError("--out is not empty; choose a new folder (or --resume it)", file=out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".write-test").write_text("")
+        (out / ".write-test").unlink()
+    except OSError as e:
+        raise ConfigError(f"--out is not writable ({e.strerror})", file=out) from None
+    return out
+
+
+def _request_record(req: SweepRequest, plan: SweepPlan) -> dict[str, Any]:
+    """sweep.json: the request as resolved."""
+    return {
+        "scenarios": list(plan.scenarios), "scenario_files": plan.sources, "strategies": list(plan.strategies),
+        "seeds": list(plan.seeds), "executor": req.executor, "address": req.address,
+        "cpus_per_trial": req.cpus_per_trial, "gpus_per_trial": req.gpus_per_trial, "retries": req.retries,
+        "device": req.device, "threads": req.threads, "trials": len(plan.trials),
+        **({"test_fail_hook": req.fail_trials} if req.fail_trials else {}),
+    }
+
+
+def run_sweep(req: SweepRequest) -> SweepResult:
+    """Plan, run the unfinished trials with the chosen executor, aggregate; see :mod:`clu.sweeps`."""
+    t0 = time.perf_counter()
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    plan = plan_sweep(req)
+    out = prepare_sweep_out(req, stamp)
+    settings = {"threads": req.threads, "out": str(out), "fail": req.fail_trials}
+    request = _request_record(req, plan)
+    write_json(out / "sweep.json", request)
+
+    done_before = [t for t in plan.trials if read_done(t.folder(out), t.fingerprint) is not None]
+    todo = [t for t in plan.trials if t not in done_before]
+    say = (lambda s: print(s, file=sys.stderr, flush=True)) if req.progress else (lambda s: None)
+    n_or = len(plan.scenarios) * len(plan.seeds)
+    where = f"Ray at {req.address}" if req.address else ("local Ray" if req.executor == "ray" else "serially")
+    say(f"clu sweep: {len(plan.scenarios)} scenario(s) × {len(plan.strategies) - 1} strategy(ies) × "
+        f"{len(plan.seeds)} seed(s) + {n_or} oracle run(s) = {len(plan.trials)} trials, {where}; out {out}")
+    if done_before:
+        say(f"clu sweep: resume: {len(done_before)} of {len(plan.trials)} trials already finished; "
+            f"running {len(todo)}")
+    progress = Progress(out, todo, req.retries, req.progress)
+    ray_tmp = None
+    try:
+        if todo and req.executor == "serial":
+            run_serial(todo, out, settings, req.retries, progress)
+        elif todo:
+            ray_tmp = run_ray(todo, out, settings, req, stamp, progress)
+    except KeyboardInterrupt:
+        print(f"clu sweep: interrupted; {len(progress.outcomes)} of {len(todo)} trials ended. Continue with the same "
+              f"command plus --resume --out {out}", file=sys.stderr)
+        raise
+    for t in todo:  # anything the executor never reported
+        if t.id not in progress.outcomes and read_done(t.folder(out), t.fingerprint) is None:
+            progress.failed(t.id, "the executor did not report this trial")
+    agg = aggregate(out, plan)
+    failed = [{"trial": o.trial.id, "attempts": o.attempts, "error": o.error, "folder": str(o.trial.folder(out))}
+              for o in progress.outcomes.values() if not o.ok]
+    failed_ids = {f["trial"] for f in failed}
+    missing = [t.id for t in plan.trials if t.id not in agg["finished"] and t.id not in failed_ids]
+    diverged = [{"trial": tid, "error": d["error"]} for tid, d in sorted(agg["dones"].items()) if d.get("error")]
+    if ray_tmp is not None and not failed:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    summary = {
+        **request,
+        "finished": len(agg["finished"]),
+        "ran": [t.id for t in todo if t.id in progress.outcomes and progress.outcomes[t.id].ok],
+        "skipped": [t.id for t in done_before],
+        "failed": failed,
+        "missing": missing,
+        "diverged": diverged,
+        "missing_oracle": agg["missing_oracle"],
+        "retried": {tid: n for tid, n in progress.attempts.items() if n > 1},
+        "trial_elapsed_s": {tid: d["elapsed_s"] for tid, d in sorted(agg["dones"].items())},
+        "elapsed_s": round(time.perf_counter() - t0, 3),
+        "ray_tmpdir": str(ray_tmp) if ray_tmp is not None and ray_tmp.exists() else None,
+        "outputs": {"results": "results.csv", "aggregate": "aggregate.csv", "table": "table.md",
+                    "plots": [str(Path(p).relative_to(out)) for p in agg["plots"]]},
+        "plot_error": agg["plot_error"],
+    }
+    write_json(out / "sweep_summary.json", summary)
+    for f in failed:
+        print(f"clu sweep: trial {f['trial']} FAILED after {f['attempts']} attempt(s): {f['error']} "
+              f"(traceback: {f['folder']}/error.txt)", file=sys.stderr)
+    for tid in missing:
+        print(f"clu sweep: trial {tid} did not finish", file=sys.stderr)
+    for d in diverged:
+        print(f"clu sweep: trial {d['trial']} diverged: {d['error']}", file=sys.stderr)
+    if agg["missing_oracle"]:
+        print(f"clu sweep: no oracle for {len(agg['missing_oracle'])} trial(s): their gaps are missing",
+              file=sys.stderr)
+    return SweepResult(out, summary)
+
+
+def sweep(
+    scenarios: Sequence[str],
+    strategies: Sequence[str],
+    seeds: Sequence[int] = (0,),
+    **options: Any,
+) -> SweepResult:
+    """The Python API: ``clu.sweep(["digits-class"], ["ugclu", "er"], range(5), executor="serial")``.
+
+    ``options`` are the other :class:`SweepRequest` fields (executor, address, cpus_per_trial, gpus_per_trial,
+    retries, resume, out, device, progress).
+    """
+    return run_sweep(SweepRequest(tuple(scenarios), tuple(strategies), tuple(seeds), **options))

@@ -1,0 +1,92 @@
+"""One trial in its worker: run its one-strategy config into its folder, then write the ``done.json`` marker.
+
+The worker function of both executors. Ray workers import this module (and with it torch and Avalanche)
+once per actor; the trials they run after the first pay no import cost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import shutil
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+from threadpoolctl import threadpool_limits
+
+from clu.results import write_atomic, write_json
+from clu.runconfig import run_config_from_toml
+from clu.runner import run
+from clu.sweeps.plan import DONE
+
+
+def run_trial(spec: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Run one trial into its folder and mark it done.
+
+    ``spec`` is :meth:`clu.sweeps.plan.Trial.spec`; ``settings`` holds ``threads``, ``out`` (the sweep folder)
+    and ``fail`` (the tests' failure injection, see :attr:`clu.sweeps.plan.SweepRequest.fail_trials`).
+    Raises whatever the run raises (after writing ``error.txt`` into the trial folder). Returns the content
+    of ``done.json``.
+    """
+    folder = Path(spec["dir"])
+    if folder.exists():
+        shutil.rmtree(folder)  # a fresh attempt: nothing of an earlier, unfinished one may leak in
+    t0 = time.perf_counter()
+    try:
+        _injected_failure(spec["id"], settings)
+        return _run(spec, settings, folder, t0)
+    except BaseException as e:
+        if not isinstance(e, KeyboardInterrupt):
+            folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(folder / "error.txt", traceback.format_exc())
+        raise
+
+
+def _run(spec: dict[str, Any], settings: dict[str, Any], folder: Path, t0: float) -> dict[str, Any]:
+    threads = int(settings["threads"])
+    config = run_config_from_toml(spec["config_toml"], f"trial {spec['id']}")
+    before = torch.get_num_threads()
+    try:
+        with threadpool_limits(limits=threads):
+            summary = run(config, folder, progress=False, checkpoints=False, make_plots=False, threads=threads)
+    finally:
+        torch.set_num_threads(before)
+    entry = summary.data["strategies"][spec["strategy"]]
+    done = {
+        "trial": spec["id"],
+        "scenario": spec["scenario"],
+        "strategy": spec["strategy"],
+        "seed": spec["seed"],
+        "fingerprint": spec["fingerprint"],
+        "error": entry.get("error"),
+        "final": {m: entry["final"].get(m) for m in ("TA", "FA", "MIA")},
+        "run_time_s": entry["time_s"],
+        "elapsed_s": round(time.perf_counter() - t0, 3),
+        "threads": threads,
+        "host": platform.node(),
+        "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    write_json(folder / DONE, done)
+    return done
+
+
+def _injected_failure(trial_id: str, settings: dict[str, Any]) -> None:
+    """Tests only: raise for the trials ``settings["fail"]`` names (attempts counted in ``OUT/.fail-hook/``)."""
+    hook = settings.get("fail")
+    if not hook:
+        return
+    for item in hook.split(","):
+        target, _, times = item.strip().partition(":")
+        if target != trial_id:
+            continue
+        if times:
+            counter = Path(settings["out"]) / ".fail-hook" / trial_id.replace("/", "__")
+            counter.parent.mkdir(parents=True, exist_ok=True)
+            n = int(counter.read_text()) if counter.exists() else 0
+            counter.write_text(str(n + 1))
+            if n >= int(times):
+                return
+        raise RuntimeError(f"injected test failure: trial {trial_id} fails on purpose")

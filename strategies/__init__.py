@@ -1,0 +1,1 @@
+"""Package data: the strategy presets (and ``ablations/``), installed as ``clu.presets`` (see ``clu/paths.py``)."""

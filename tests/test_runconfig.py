@@ -1,0 +1,76 @@
+"""clu.runconfig: the one TOML reader/writer of run configs, its validation, and resolve_config."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from clu import RunConfig, resolve_config
+from clu.config import ConfigError
+from clu.runconfig import load_run_config, run_config_from_toml
+from tiny import TINY
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> RunConfig:
+    d = tmp_path_factory.mktemp("runconfig")
+    (d / "tiny.toml").write_text(TINY)
+    (d / "fast.toml").write_text('strategy = "ugclu"\nlabel = "ugclu-fast"\nunlearn_iters = 7\n')
+    return resolve_config(str(d / "tiny.toml"), ["er", str(d / "fast.toml")], 4, "cpu")
+
+
+def test_round_trip_with_and_without_the_version_stamp(config: RunConfig, tmp_path: Path) -> None:
+    plain = config.to_toml(versions=False)
+    assert run_config_from_toml(plain, "x") == config
+    assert "versions" not in tomllib.loads(plain) and not plain.startswith("#")
+    stamped = config.to_toml()
+    assert stamped.startswith("# clu-sim run config")
+    raw = tomllib.loads(stamped)
+    assert set(raw["versions"]) == {"clu", "python", "torch", "avalanche"}
+    (tmp_path / "config.toml").write_text(stamped)
+    again = load_run_config(tmp_path / "config.toml")
+    assert again == config and [c.label for c in again.strategies] == ["retrain", "er", "ugclu-fast"]
+    assert again.strategies[2].config.unlearn_iters == 7
+
+
+@pytest.mark.parametrize("edit, key, words", [
+    (lambda t: t + "\nextra = 1\n", "extra", "unknown key"),
+    (lambda t: t.replace('device = "cpu"', 'device = "tpu"'), "device", "choose auto, cpu or cuda"),
+    (lambda t: t.replace("seed = 4", "seed = -1"), "seed", "whole number >= 0"),
+    (lambda t: t.replace('strategy = "er"', 'strategy = "er_gaa"'), "strategies[1]", "unknown strategy"),
+    (lambda t: t.replace("unlearn_iters = 7", "unlearn_iters = -7"), "strategies[2].unlearn_iters", "must be >= 0"),
+    (lambda t: t.replace("[scenario]", "[scenario]\nbogus = 1"), "scenario.bogus", "unknown key"),
+])
+def test_every_reader_validates_the_same(config: RunConfig, tmp_path: Path, edit, key: str, words: str) -> None:
+    text = edit(config.to_toml(versions=False))
+    (tmp_path / "config.toml").write_text(text)
+    for read in (lambda: run_config_from_toml(text, "trial x"), lambda: load_run_config(tmp_path / "config.toml")):
+        with pytest.raises(ConfigError, match=words) as e:
+            read()
+        assert key in str(e.value)
+
+
+def test_broken_toml_names_the_source() -> None:
+    with pytest.raises(ConfigError, match="trial x: not valid TOML"):
+        run_config_from_toml("seed = ", "trial x")
+
+
+def test_resolve_config_from_a_run_config(config: RunConfig, tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(config.to_toml())
+    same = resolve_config(str(tmp_path / "config.toml"), [], None, None)
+    assert same == config  # its strategies, seed and device are the defaults
+    other = resolve_config(str(tmp_path / "config.toml"), ["naive"], 9, "auto")
+    assert [c.label for c in other.strategies] == ["retrain", "naive"] and (other.seed, other.device) == (9, "auto")
+    with pytest.raises(ConfigError, match="choose auto, cpu or cuda"):
+        resolve_config(str(tmp_path / "config.toml"), [], None, "gpu")
+
+
+def test_runconfig_imports_no_heavy_module() -> None:
+    code = ("import sys, clu.runconfig, clu.cli, clu.report\n"
+            "print(sorted({'torch', 'avalanche', 'ray', 'matplotlib'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
