@@ -123,14 +123,13 @@ def measure(label: str, data_spec: dict[str, Any], epochs: int, repeats: int,
 
     # -- learn both tasks in lock step (the oracle first, so its record is there for the others' gaps) --
     oracle: list[Any] = []
-    gens = {n: run_events(s, steps["class"], data, seed=SEED, oracle=None if n == ORACLE else oracle)
-            for n, s in strategies.items()}
+    gens = {n: run_events(s, steps["class"], data, seed=SEED) for n, s in strategies.items()}
     last: dict[str, Any] = {}
     for _ in range(n_learn):
         for n in names:
             rec = next(gens[n])
+            rec.values = with_gaps(rec.values, (rec if n == ORACLE else oracle[len(oracle) - 1]).values)
             if n == ORACLE:
-                rec.values = with_gaps(rec.values, rec.values)
                 oracle.append(rec)
             last[n] = rec.values
         C.say(f"  {label}: learned task {len(oracle)} of {n_learn} ({C.load1()} load)")
@@ -150,11 +149,10 @@ def measure(label: str, data_spec: dict[str, Any], epochs: int, repeats: int,
         orc = list(oracle)
         for n in names:
             restore(n)
-            gen = run_events(strategies[n], steps[k], data, seed=SEED, start=n_learn,
-                             oracle=None if n == ORACLE else orc)
+            gen = run_events(strategies[n], steps[k], data, seed=SEED, start=n_learn)
             rec = next(gen)  # time_s: the driver's wall time of the request alone (evaluation excluded)
+            rec.values = with_gaps(rec.values, (rec if n == ORACLE else orc[-1]).values)
             if n == ORACLE:
-                rec.values = with_gaps(rec.values, rec.values)
                 orc.append(rec)
             out.values[n] = rec.values
             out.wall[n], out.cpu[n] = [rec.time_s], []

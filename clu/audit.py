@@ -35,7 +35,7 @@ import numpy as np
 
 from clu.config import ConfigError
 from clu.events import UnlearnRequest, from_json, steps
-from clu.results import load_checkpoint
+from clu.checkpoints import load_checkpoint
 
 EXEMPT = frozenset({"events.jsonl", "metrics.csv"})
 """Top-level files that may name forgotten ids: the requests themselves and the metrics."""
@@ -279,6 +279,10 @@ def _scan_file(report: AuditReport, run_dir: Path, path: Path, tl: _Timeline) ->
                         _check(report, rel, iter([(f"column {c}", ids)]), forbidden)
         elif suffix == ".pt":
             _scan_checkpoint(report, run_dir, path, tl)
+        elif suffix == ".npz":  # margins files: arrays by name, under the same naming rule
+            report.files += 1
+            with np.load(path, allow_pickle=False) as z:
+                _check(report, rel, stored_ids({k: z[k].tolist() for k in z.files}), forbidden)
         elif suffix in IMAGE_SUFFIXES:
             return
         else:

@@ -57,6 +57,35 @@ def _seed_range(text: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(seeds))
 
 
+def _count(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``least``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {value}")
+        return value
+
+    return parse
+
+
+def _count(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``least``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="clu", description="Simulate continual learning-unlearning (clu-sim).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -81,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, default=None, help="results folder (default ./runs/<scenario>-<time>)")
     s.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default auto")
     s.add_argument("--resume", type=Path, default=None, metavar="DIR", help="continue an interrupted run in DIR")
+    s.add_argument("--replicas", type=_count(1), default=None, metavar="R",
+                   help="training replicas of every strategy and the oracle on the same event stream (default 1)")
+    s.add_argument("--shadows", type=_count(0), default=None, metavar="K",
+                   help="shadow oracles of the membership attack (default: the scenario's [evaluation] shadows)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
     s = sub.add_parser("plot", help="redraw a results folder's figures from its files")
@@ -101,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="run only the trials not finished in --out")
     s.add_argument("--out", type=Path, default=None, help="sweep folder (default ./runs/sweep-<time>)")
     s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    s.add_argument("--replicas", type=_count(1), default=1, metavar="R",
+                   help="training replicas per (scenario, strategy, seed), each its own trial (default 1)")
+    s.add_argument("--shadows", type=_count(0), default=None, metavar="K",
+                   help="shadow oracles of the LiRA attack (default: the scenario's [evaluation] shadows)")
 
     s = sub.add_parser("report", help="print the table of a sweep (or run) folder, from its result files")
     s.add_argument("dir", type=Path)
@@ -167,10 +204,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.out is not None and args.out.resolve() != args.resume.resolve():
             raise ConfigError("--resume continues in its own folder; drop --out", key="--out")
         config = load_run_config(cfg_path)
-        check_resume_args(config, cfg_path, args.scenario, strategies, args.seed, args.device)
+        check_resume_args(config, cfg_path, args.scenario, strategies, args.seed, args.device,
+                          replicas=args.replicas, shadows=args.shadows)
         out = args.resume
     else:
-        config = resolve_config(args.scenario, strategies, args.seed, args.device)
+        config = resolve_config(args.scenario, strategies, args.seed, args.device, replicas=args.replicas,
+                                shadows=args.shadows)
         out = args.out
         if out is not None:
             check_out(out)
@@ -194,7 +233,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def check_resume_args(config: RunConfig, cfg_path: Path, scenario: str | None, strategies: Sequence[str],
-                      seed: int | None, device: str | None) -> None:
+                      seed: int | None, device: str | None, *, replicas: int | None = None,
+                      shadows: int | None = None) -> None:
     """``--resume DIR`` with the scenario/strategies/seed/device given again: the folder's config.toml
     decides, and arguments that disagree with it are an error (exit 2) rather than silently ignored."""
     given = resolve_config(scenario or str(cfg_path), strategies, seed, device)
@@ -217,6 +257,10 @@ def check_resume_args(config: RunConfig, cfg_path: Path, scenario: str | None, s
         diffs.append(f"--seed {seed}: the run has seed {config.seed}")
     if device is not None and device != config.device:
         diffs.append(f"--device {device}: the run has device {config.device}")
+    if replicas is not None and replicas != config.replicas:
+        diffs.append(f"--replicas {replicas}: the run has {config.replicas}")
+    if shadows is not None and shadows != config.n_shadows:
+        diffs.append(f"--shadows {shadows}: the run has {config.n_shadows}")
     if diffs:
         raise ConfigError(
             "the arguments disagree with the run being resumed (its config.toml decides; drop them or "
@@ -278,6 +322,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         resume=args.resume,
         out=args.out,
         device=args.device,
+        replicas=args.replicas,
+        shadows=args.shadows,
     )
     result = run_sweep(req)
     print((result.out / "table.md").read_text())

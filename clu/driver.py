@@ -4,28 +4,30 @@ A learn task → ``learn(task, experience, request=...)`` (with the request of t
 a request alone → ``unlearn(request)``.
 
 The loop is explicit and small; everything a strategy does lives in the strategy, everything measured
-lives in :mod:`clu.evaluation`.
+lives in :mod:`clu.evaluation`. Each record carries the unit's margins (the model's own measurements only:
+gaps, KL and the attack against other models are joined afterwards by :mod:`clu.joint`).
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from avalanche.core import BasePlugin
 
 from clu import seeding
 from clu.data.avalanche_bridge import learn_experiences
 from clu.data.base import Dataset
-from clu.evaluation import StreamState, evaluate
+from clu.evaluation import StreamState, attack_margins, attack_set, evaluate, event_margins
 from clu.events import Step
 from clu.models import build_model
 from clu.results import EventRecord
 from clu.scenario import ScenarioSpec, task_classes
 from clu.strategies import STRATEGIES, StrategyChoice
 from clu.strategies.base import CLUStrategy, RunContext
-from clu.summary import with_gaps
 
 
 def set_determinism(seed: int) -> None:
@@ -41,13 +43,18 @@ def build_strategy(
     seed: int,
     device: torch.device,
     plugins: Sequence[BasePlugin] = (),
+    *,
+    init_seed: int | None = None,
+    order_seed: int | None = None,
 ) -> CLUStrategy:
-    """The strategy with a freshly initialised model (the same initial weights for every strategy)."""
-    set_determinism(seed)
+    """The strategy with a freshly initialised model. ``seed`` is the scenario seed (the class order of the
+    tasks); the initial weights come from ``init_seed`` and the batch order and buffer draws from ``order_seed``
+    (both default to ``seed``: replica 1 of a run, where every strategy shares the initial weights)."""
+    set_determinism(seed if init_seed is None else init_seed)
     model = build_model(scenario.model, data.input_shape, data.num_classes).to(device)
     ctx = RunContext(
         data=data,
-        seed=seed,
+        seed=seed if order_seed is None else order_seed,
         epochs=scenario.training.epochs,
         batch_size=scenario.training.batch_size,
         buffer_size=scenario.training.buffer_size,
@@ -66,9 +73,9 @@ def run_events(
     *,
     seed: int,
     start: int = 0,
-    oracle: Sequence[EventRecord] | None = None,
 ) -> Iterator[EventRecord]:
-    """Walk ``steps[start:]``; yield one record per step. ``oracle`` records give gaps and KL."""
+    """Walk ``steps[start:]``; yield one record (with its margins) per step. ``seed``: the evaluation's
+    (the entropy attack's draws; the unit's training seed)."""
     device = strategy.device
     experiences = learn_experiences(data, [s.learn for s in steps if s.learn is not None], strategy.ctx.task_aware)
     exp_of = {}
@@ -80,6 +87,7 @@ def run_events(
         state.apply(s)
     for k in range(start, len(steps)):
         step = steps[k]
+        before = _margins_before(strategy, data, state, step) if step.unlearn is not None else None
         t0 = time.perf_counter()
         if step.learn is not None:
             strategy.learn(step.learn, exp_of[step.index], request=step.unlearn)
@@ -87,16 +95,22 @@ def run_events(
             strategy.unlearn(step.unlearn)
         elapsed = time.perf_counter() - t0
         state.apply(step)
-        ref = oracle[k] if oracle is not None else None
         strategy.model.eval()
-        values, per_task, probs = evaluate(
-            strategy.logits, data, state, step, device=device, seed=seed,
-            oracle_forget_probs=ref.forget_probs if ref is not None else None,
-        )
+        values, per_task, probs = evaluate(strategy.logits, data, state, step, device=device, seed=seed)
+        margins = event_margins(strategy.logits, data, state, probs, device, before)
         strategy.model.train()
-        if ref is not None:
-            values = with_gaps(values, ref.values)
-        yield EventRecord(step.index, step.kind, values, per_task, elapsed, probs)
+        yield EventRecord(step.index, step.kind, values, per_task, elapsed, margins)
+
+
+def _margins_before(strategy: CLUStrategy, data: Dataset, state: StreamState, step: Step) -> np.ndarray:
+    """φ on the attack set after ``step`` under the model before it (the request's ``*_before`` figures)."""
+    after = copy.deepcopy(state)
+    after.apply(step)
+    members, nonmembers = attack_set(after, data)
+    strategy.model.eval()
+    phi = attack_margins(strategy.logits, data, members, nonmembers, strategy.device)
+    strategy.model.train()
+    return phi
 
 
 OnEvent = Callable[[EventRecord, CLUStrategy, int], None]

@@ -1,8 +1,9 @@
 """Evaluate a model after an event: every §8 metric, from the ground truth of the stream.
 
 :class:`StreamState` is what the driver knows (learned, forgotten); :func:`evaluate` runs the model
-once over the sets it needs and calls the pure functions of :mod:`clu.metrics` and :mod:`clu.mia`. The gaps to
-the oracle and the whole-run figures are computed from these measurements in :mod:`clu.summary`.
+once over the sets it needs and calls the pure functions of :mod:`clu.metrics` and :mod:`clu.mia`;
+:func:`attack_set` and :func:`attack_margins` give what the membership attack and KLoM need. Everything measured
+against other models (gaps, KL, LiRA, KLoM) is joined later from these measurements (:mod:`clu.joint`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from torch import Tensor
 from clu import metrics as M
 from clu.data.base import Dataset
 from clu.events import Step
-from clu.mia import entropy_mia
+from clu.margins import EventMargins
+from clu.mia import entropy_mia, margins
 
 LogitsFn = Callable[[Tensor, Tensor], Tensor]
 """(x, y) → logits; y is used only for the task-aware head mask (task ids are known at test time)."""
@@ -82,6 +84,37 @@ def outputs(logits_fn: LogitsFn, x: Tensor, y: Tensor, data: Dataset, device: to
     return Outputs(p.astype(np.float64), y.numpy())
 
 
+def attack_set(state: StreamState, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The membership attack's sets at an event: the sorted ids of D_U* (members) and the sorted indices of the
+    test samples whose label is a class of those members (non-members); both empty when nothing is forgotten."""
+    members = np.asarray(sorted(state.forgotten_ids), dtype=np.int64)
+    if not len(members):
+        return members, np.empty(0, dtype=np.int64)
+    classes = np.unique(data.y_train[torch.from_numpy(members)].numpy())
+    return members, np.flatnonzero(np.isin(data.y_test.numpy(), classes)).astype(np.int64)
+
+
+@torch.no_grad()
+def attack_margins(logits_fn: LogitsFn, data: Dataset, members: np.ndarray, nonmembers: np.ndarray,
+                   device: torch.device, batch: int = 1024) -> np.ndarray:
+    """φ (:func:`clu.mia.margins`) on the members (train ids) then the non-members (test indices)."""
+    parts = []
+    for xs, ys in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        idx = torch.from_numpy(members if xs is data.x_train else nonmembers)
+        for i in range(0, len(idx), batch):
+            x, y = xs[idx[i : i + batch]], ys[idx[i : i + batch]]
+            logits = logits_fn(data.inputs(x).to(device), y.to(device)).double().cpu().numpy()
+            parts.append(margins(logits, y.numpy()))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
+
+
+def event_margins(logits_fn: LogitsFn, data: Dataset, state: StreamState, probs: np.ndarray,
+                  device: torch.device, before: np.ndarray | None = None) -> EventMargins:
+    """A unit's margins at an event: φ on the attack set of ``state``, the softmax ``probs`` on D_U*."""
+    members, nonmembers = attack_set(state, data)
+    return EventMargins(attack_margins(logits_fn, data, members, nonmembers, device), len(members), probs, before)
+
+
 def _train_outputs(logits_fn: LogitsFn, data: Dataset, ids: set[int], device: torch.device) -> Outputs:
     idx = torch.tensor(sorted(ids), dtype=torch.long)
     return outputs(logits_fn, data.x_train[idx], data.y_train[idx], data, device)
@@ -95,9 +128,8 @@ def evaluate(
     *,
     device: torch.device,
     seed: int,
-    oracle_forget_probs: np.ndarray | None = None,
 ) -> tuple[dict[str, float | None], dict[int, float | None], np.ndarray]:
-    """All per-event metrics, the per-task test accuracies, and the softmax on D_U* (for KL to the oracle)."""
+    """The model's own per-event metrics, the per-task test accuracies, and the softmax on D_U* (for KL)."""
     test = outputs(logits_fn, data.x_test, data.y_test, data, device)
     retained = _train_outputs(logits_fn, data, state.retained_ids, device)
     forgotten = _train_outputs(logits_fn, data, state.forgotten_ids, device)
@@ -117,11 +149,6 @@ def evaluate(
     }
     mia = entropy_mia(retained.probs, retained.labels, test.probs[kept], test.labels[kept], forgotten.probs, seed)
     values.update(MIA=mia.member_rate, MIA_attack_acc=mia.attack_acc, MIA_thr=mia.member_rate_thr)
-    values["KL"] = (
-        M.kl_divergence(oracle_forget_probs, forgotten.probs)
-        if oracle_forget_probs is not None and len(forgotten.probs)
-        else None
-    )
     per_task = {
         t: test.acc(np.isin(test.labels, [c for c in cs if c not in state.forgotten_classes]))
         for t, cs in sorted(state.task_classes.items())

@@ -13,6 +13,8 @@ import numpy as np
 
 __all__ = [
     "GAP_METRICS",
+    "GAP_METRICS_L",
+    "KLOM_MIN_REPLICAS",
     "accuracy",
     "kl_divergence",
     "gap",
@@ -21,10 +23,16 @@ __all__ = [
     "bwt",
     "forgetting",
     "class_balanced_indices",
+    "klom",
+    "klom_summary",
 ]
 
 GAP_METRICS: tuple[str, ...] = ("TA", "RA", "FA", "MIA")
-"""Metrics whose gaps to the oracle are averaged into ``AvgGap``."""
+"""Metrics whose gaps to the oracle are averaged into ``AvgGap`` (SFR-on's definition)."""
+GAP_METRICS_L: tuple[str, ...] = ("TA", "RA", "FA", "LiRA_AUC")
+"""Metrics whose gaps are averaged into ``AvgGap_L`` (LiRA's AUC in place of the entropy ``MIA``)."""
+KLOM_MIN_REPLICAS = 16
+"""KLoM compares distributions over replicas: below this many it is null."""
 
 
 def _missing(value: float | None) -> bool:
@@ -70,13 +78,13 @@ def gap(value: float | None, oracle: float | None) -> float | None:
     return abs(float(value) - float(oracle))  # type: ignore[arg-type]
 
 
-def avg_gap(gaps: Mapping[str, float | None]) -> float | None:
-    """Mean of the available gaps among :data:`GAP_METRICS` (``AvgGap``).
+def avg_gap(gaps: Mapping[str, float | None], metrics: Sequence[str] = GAP_METRICS) -> float | None:
+    """Mean of the available gaps among ``metrics`` (``AvgGap``; ``AvgGap_L`` with :data:`GAP_METRICS_L`).
 
     ``gaps`` is keyed by metric name (``{"TA": 0.01, "RA": 0.0, "FA": None, "MIA": 0.2}``); other keys
     are ignored, absent/``None``/NaN entries are skipped. ``None`` when no gap is available.
     """
-    vals = [float(gaps[k]) for k in GAP_METRICS if k in gaps and not _missing(gaps[k])]  # type: ignore[arg-type]
+    vals = [float(gaps[k]) for k in metrics if k in gaps and not _missing(gaps[k])]  # type: ignore[arg-type]
     if not vals:
         return None
     return float(np.mean(vals))
@@ -167,3 +175,39 @@ def class_balanced_indices(
     idx_a = np.sort(np.concatenate(out_a)).astype(np.int64) if out_a else np.empty(0, np.int64)
     idx_b = np.sort(np.concatenate(out_b)).astype(np.int64) if out_b else np.empty(0, np.int64)
     return idx_a, idx_b
+
+
+def klom(oracle_phi: np.ndarray, method_phi: np.ndarray, bins: int = 20, eps: float = 1e-6) -> np.ndarray:
+    """Per-sample KL(oracle ‖ method) between histograms of margins over replicas (KLoM).
+
+    ``oracle_phi`` has shape (R_o, n), ``method_phi`` (R_m, n): sample i's margin under each replica. For
+    each sample both columns are binned into ``bins`` equal-width bins over their pooled range (the top
+    edge falls in the last bin; a zero-width range puts everything in one bin), empty bins get ``eps``
+    and each histogram is renormalised to sum to 1. Returns the n divergences (natural log).
+    """
+    o = np.asarray(oracle_phi, dtype=np.float64)
+    m = np.asarray(method_phi, dtype=np.float64)
+    if o.ndim != 2 or m.ndim != 2 or o.shape[1] != m.shape[1] or not o.shape[0] or not m.shape[0]:
+        raise ValueError(f"klom: expected (R_o, n) and (R_m, n) with R ≥ 1, got {o.shape} and {m.shape}")
+    lo = np.minimum(o.min(axis=0, initial=np.inf), m.min(axis=0, initial=np.inf))
+    hi = np.maximum(o.max(axis=0, initial=-np.inf), m.max(axis=0, initial=-np.inf))
+    width = np.where(hi > lo, hi - lo, 1.0)
+
+    def hist(x: np.ndarray) -> np.ndarray:
+        idx = np.clip(np.floor((x - lo) / width * bins).astype(np.int64), 0, bins - 1)
+        counts = np.zeros((x.shape[1], bins))
+        np.add.at(counts, (np.broadcast_to(np.arange(x.shape[1]), x.shape), idx), 1.0)
+        p = counts / x.shape[0]
+        p[p == 0] = eps
+        return p / p.sum(axis=1, keepdims=True)
+
+    p, q = hist(o), hist(m)
+    return np.sum(p * (np.log(p) - np.log(q)), axis=1)
+
+
+def klom_summary(per_sample: np.ndarray) -> dict[str, float | None]:
+    """``KLoM`` (mean over samples) and ``KLoM_p95`` (95th percentile); None for no samples."""
+    v = np.asarray(per_sample, dtype=np.float64).ravel()
+    if v.size == 0:
+        return {"KLoM": None, "KLoM_p95": None}
+    return {"KLoM": float(np.mean(v)), "KLoM_p95": float(np.percentile(v, 95))}

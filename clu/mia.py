@@ -1,13 +1,19 @@
-"""Entropy-based membership inference attack (DESIGN §8: ``MIA``, ``MIA_attack_acc``, ``MIA_thr``).
+"""Membership inference attacks (DESIGN §8): the entropy attack and offline LiRA.
 
-Members are retained train samples, non-members are test samples; both are class-balanced before the
-attack. The attack is a logistic regression on one feature, the entropy of the softmax output, and is
-then applied to the targets (the forgotten samples D_U*). Pure: numpy + scikit-learn, seeded.
+Entropy attack (``MIA``, ``MIA_attack_acc``, ``MIA_thr``): members are retained train samples, non-members
+are test samples; both are class-balanced before the attack. A logistic regression on one feature, the
+entropy of the softmax output, is then applied to the targets (the forgotten samples D_U*).
+
+Offline LiRA (``LiRA_AUC``, ``LiRA_TPR1``, ``LiRA_TPR5``): per example, the margin φ of the target model is
+standardised against the margins of shadow models that never saw it (:func:`margins`, :func:`lira_scores`,
+:func:`lira_metrics`). Pure: numpy + scikit-learn, seeded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import math
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -15,7 +21,19 @@ from sklearn.linear_model import LogisticRegression
 from clu import seeding
 from clu.metrics import class_balanced_indices
 
-__all__ = ["MIAResult", "entropy_mia", "softmax_entropy"]
+__all__ = [
+    "LIRA_PER_EXAMPLE_VARIANCE",
+    "MIAResult",
+    "entropy_mia",
+    "lira_metrics",
+    "lira_scores",
+    "margins",
+    "softmax_entropy",
+    "tpr_at_fpr",
+]
+
+LIRA_PER_EXAMPLE_VARIANCE = 16
+"""From this many shadows on, LiRA uses a per-example variance; below it one global (pooled) variance."""
 
 
 def softmax_entropy(probs: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -109,3 +127,84 @@ def entropy_mia(
     attack_acc = float(np.mean(clf.predict(x_test) == y_test))
     member_rate = float(np.mean(clf.predict(h_t[:, None])))
     return MIAResult(member_rate=member_rate, attack_acc=attack_acc, member_rate_thr=member_rate_thr)
+
+
+# --------------------------------------------------------------------------------------- offline LiRA
+
+
+def margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """φ = the true-class logit minus the log-sum-exp of the other logits, per row (float64).
+
+    Equals log(p_y / (1 − p_y)) of the softmax, computed without forming p (stable for confident rows).
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels).ravel().astype(np.int64)
+    if z.ndim != 2 or z.shape[0] != y.size:
+        raise ValueError(f"margins: expected (n, classes) logits for {y.size} labels, got shape {z.shape}")
+    if z.shape[1] < 2:
+        raise ValueError(f"margins: needs at least 2 classes, got shape {z.shape}")
+    if z.shape[0] == 0:
+        return np.empty(0, dtype=np.float64)
+    rows = np.arange(y.size)
+    true = z[rows, y]
+    others = z.copy()
+    others[rows, y] = -np.inf
+    top = np.max(others, axis=1)
+    lse = top + np.log(np.sum(np.exp(others - top[:, None]), axis=1))
+    return true - lse
+
+
+def lira_scores(target: np.ndarray, shadows: np.ndarray) -> np.ndarray:
+    """One-sided standardised score (target − μ) / σ per example; higher = more member-like.
+
+    ``shadows`` has shape (K, n): the margins of K models that never trained on the examples. μ is the
+    per-example mean over them; σ the per-example standard deviation when K ≥ 16, else one global
+    standard deviation of the pooled residuals (shadow − μ) over all examples (few shadows make a
+    per-example variance too noisy). σ is floored at 1e-12, so with one shadow the score ranks t − μ.
+    """
+    t = np.asarray(target, dtype=np.float64).ravel()
+    s = np.asarray(shadows, dtype=np.float64)
+    if s.ndim != 2 or s.shape[1] != t.size:
+        raise ValueError(f"lira_scores: shadows must be (K, {t.size}), got shape {s.shape}")
+    if s.shape[0] == 0:
+        raise ValueError("lira_scores: needs at least one shadow model")
+    mu = s.mean(axis=0)
+    resid = s - mu
+    if s.shape[0] >= LIRA_PER_EXAMPLE_VARIANCE:
+        sigma = np.sqrt(np.mean(resid**2, axis=0))
+    else:
+        sigma = np.full(t.size, math.sqrt(float(np.mean(resid**2))) if t.size else 0.0)
+    return (t - mu) / np.maximum(sigma, 1e-12)
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(pos > neg) + ½ P(pos = neg) (the Mann–Whitney AUC, ties counted half)."""
+    neg_sorted = np.sort(neg)
+    below = np.searchsorted(neg_sorted, pos, side="left")
+    at_or_below = np.searchsorted(neg_sorted, pos, side="right")
+    return float(np.sum(below + 0.5 * (at_or_below - below)) / (pos.size * neg.size))
+
+
+def tpr_at_fpr(pos: np.ndarray, neg: np.ndarray, fpr: float) -> float | None:
+    """Highest TPR of a threshold rule "member iff score > t" whose FPR is ≤ ``fpr``.
+
+    ``None`` when there are no positives or fewer than 1/fpr negatives (the rate cannot be resolved).
+    """
+    p = np.asarray(pos, dtype=np.float64).ravel()
+    n = np.sort(np.asarray(neg, dtype=np.float64).ravel())[::-1]
+    allowed = math.floor(fpr * n.size + 1e-9)
+    if p.size == 0 or allowed < 1:
+        return None
+    threshold = n[allowed] if allowed < n.size else -np.inf
+    return float(np.mean(p > threshold))
+
+
+def lira_metrics(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> dict[str, float | None]:
+    """``LiRA_AUC`` (None when a set is empty), ``LiRA_TPR1`` and ``LiRA_TPR5`` (TPR at ≤ 1 % / ≤ 5 % FPR)."""
+    m = np.asarray(member_scores, dtype=np.float64).ravel()
+    n = np.asarray(nonmember_scores, dtype=np.float64).ravel()
+    return {
+        "LiRA_AUC": _auc(m, n) if m.size and n.size else None,
+        "LiRA_TPR1": tpr_at_fpr(m, n, 0.01),
+        "LiRA_TPR5": tpr_at_fpr(m, n, 0.05),
+    }

@@ -1,186 +1,169 @@
-"""The tables: one run's (``clu run`` prints it) and a sweep's (``table.md``, ``clu report``).
+"""The tables: one run's (``clu run`` prints it) and a sweep's (``table.md``, ``clu report``), and stats.csv.
 
 Both are drawn from result data alone: the run table from summary.json's content, the sweep table from the
 rows of results.csv, so ``clu report SWEEP_DIR`` regenerates exactly the ``table.md`` the sweep wrote. The
-sweep table comes as markdown (``table.md``) or aligned plain text.
+sweep table comes as markdown (``table.md``) or aligned plain text; its marks come from :mod:`clu.verdicts`.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
 from clu.config import ConfigError
-from clu.results import FINAL, ORACLE, ResultRow, read_results
+from clu.metrics import KLOM_MIN_REPLICAS
+from clu.results import ORACLE, TWIN, ResultRow, read_results
+from clu.stats import WILCOXON_MIN_N, ci95
+from clu.verdicts import COLUMNS, Column, per_seed, verdict, wilcoxon_note
 
 Format = Literal["markdown", "text"]
-TABLE_METRICS = ("TA", "FA", "FA_test", "MIA", "MIA_attack_acc")
-"""Final-event metrics of the sweep table (then AvgGap_mean and the run time)."""
 
-_COLUMNS = (
-    # key, header, scale, decimals, rule
-    ("TA", "TA % ↑", 100, 1, "max"),
-    ("FA", "FA % (→ oracle)", 100, 1, "target"),
-    ("FA_test", "FA_test % (→ oracle)", 100, 1, "target"),
-    ("MIA", "MIA % (→ oracle)", 100, 1, "target"),
-    ("MIA_attack_acc", "MIA_attack_acc % (→ oracle)", 100, 1, "target"),
-    ("AvgGap", "AvgGap ↓", 100, 2, "min"),
-    ("time", "time s ↓", 1, 2, "min"),
-)
-_INTRO = ("Final event of each run, mean ± std over seeds (std: sample standard deviation). "
-          "TA, FA, FA_test, MIA, MIA_attack_acc in %; AvgGap (mean gap to the oracle over the events) in points; "
-          "time: total wall seconds of the run. **Bold**: best strategy per column, the oracle excluded — "
-          "highest TA, lowest AvgGap and time, and for FA, FA_test, MIA and MIA_attack_acc the value closest to "
-          f"the oracle's (`{ORACLE}`), which is the target. KL is not computed in sweeps.")
+_INTRO = ("Mean ± 95 % confidence interval (t) over seeds, each seed's training replicas averaged first. "
+          "Request-only figures lead: AvgGap_req (mean gap to the oracle over request events), dAvgGap (the "
+          "request's own effect: gap right after it minus right before it), AvgGap_L_req (AvgGap with the LiRA "
+          "AUC in place of MIA); then the final event's TA, FA, FA_test, MIA and LiRA_AUC in %, KL and KLoM to the "
+          "oracle, AvgGap (all events, points) and the run's wall seconds. "
+          f"`{ORACLE}` is the oracle (the target of the → columns); `{TWIN}` is exact unlearning measured against "
+          "itself (same initial weights, another batch order): its gaps are the noise floor.")
+_LEGEND = ("Marks: **bold** = the best mean that a paired t-test over seeds finds better than every other method "
+           "(Holm-corrected over its rivals, 5 %); `=` = leaders not significantly different from one another "
+           "(no method bold); `≈` = a gap not significantly above the twin's (one-sided paired t-test, 5 %): "
+           "indistinguishable from exact unlearning on that metric. The oracle and the twin are not ranked. "
+           "`n/a (R<16)`: KLoM needs at least 16 replicas. p-values: stats.csv.")
 _DIVERGED = "† diverged in some seed: that run stopped early; its last event is used."
+_KLOM_NA = "n/a (R<16)"
 
 
 # ------------------------------------------------------------------------------------------ run table
 
 
 def run_table(summary: dict[str, Any]) -> str:
-    """One row per strategy of a run: final TA / FA / MIA, mean AvgGap over events, total time."""
-    head = f"{'strategy':<15} {'TA':>6} {'FA':>6} {'MIA':>6} {'AvgGap':>7} {'time_s':>7}"
+    """One row per strategy of a run (the oracle, its twin, then the strategies): final TA / FA / MIA /
+    LiRA_AUC, AvgGap over request events and over all events, total time."""
+    width = max([15, *(len(lab) for lab in summary["strategies"])])
+    head = (f"{'strategy':<{width}} {'TA':>6} {'FA':>6} {'MIA':>6} {'LiRA':>6} {'AvgGap_req':>10} {'AvgGap':>7} "
+            f"{'time_s':>7}")
     lines = [head, "-" * len(head)]
 
-    def pct(v: float | None) -> str:
-        return "   -  " if v is None else f"{100 * v:6.1f}"
+    def pct(v: float | None, w: int = 6, d: int = 1) -> str:
+        return f"{'-':>{w}}" if v is None else f"{100 * v:{w}.{d}f}"
 
     for label, r in summary["strategies"].items():
         f = r["final"]
-        gap = f.get("AvgGap_mean")
         note = f"  ({r['error']})" if r.get("error") else ""
         lines.append(
-            f"{label:<15} {pct(f.get('TA'))} {pct(f.get('FA'))} {pct(f.get('MIA'))} "
-            f"{'    -  ' if gap is None else f'{100 * gap:7.2f}'} {f.get('time_s', 0):7.2f}{note}"
+            f"{label:<{width}} {pct(f.get('TA'))} {pct(f.get('FA'))} {pct(f.get('MIA'))} {pct(f.get('LiRA_AUC'))} "
+            f"{pct(f.get('AvgGap_req'), 10, 2)} {pct(f.get('AvgGap_mean'), 7, 2)} {f.get('time_s') or 0:7.2f}{note}"
         )
-    lines.append("TA, FA, MIA: final event (%); AvgGap: mean gap to the oracle over events (points).")
+    lines.append("TA, FA, MIA, LiRA (LiRA_AUC): final event (%); AvgGap_req / AvgGap: mean gap to the oracle over "
+                 f"request events / all events (points); {TWIN}: the noise floor.")
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------- sweep table
 
 
-Finals = dict[str, float | None]
-
-
-def trial_finals(rows: Iterable[ResultRow]) -> Finals:
-    """One trial's table entries: the final event's metrics, AvgGap_mean and the total time."""
-    rows = list(rows)
-    last = max((r.step for r in rows if r.step != FINAL), default=None)
-    finals: Finals = {m: None for m in (*TABLE_METRICS, "AvgGap", "time")}
-    for r in rows:
-        if r.step == last and r.metric in TABLE_METRICS:
-            finals[r.metric] = r.value
-        elif r.step == FINAL and r.metric == "AvgGap_mean":
-            finals["AvgGap"] = r.value
-        elif r.step == FINAL and r.metric == "time_s":
-            finals["time"] = r.value
-    return finals
-
-
 @dataclass(frozen=True)
 class _Section:
     scenario: str
     note: str
-    rows: tuple[tuple[str, tuple[tuple[str, bool], ...]], ...]
-    """(strategy, ((cell text, best), ...)) per strategy."""
+    rows: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+    """(strategy, ((cell text, mark: "bold" | "tied" | ""), ...)) per strategy."""
     diverged: bool
+    wilcoxon: tuple[str, ...]
+
+
+def _ordered(strategies: Sequence[str]) -> list[str]:
+    """The oracle, its twin, then the strategies in their order."""
+    head = [lab for lab in (ORACLE, TWIN) if lab in strategies]
+    return head + [lab for lab in strategies if lab not in head]
 
 
 def sweep_table(scenarios: Sequence[str], strategies: Sequence[str], seeds: Sequence[int],
-                rows: Sequence[ResultRow], diverged: set[tuple[str, str]], fmt: Format = "markdown") -> str:
-    """Per scenario, mean ± std over seeds of the final metrics; the best strategy per column marked.
+                rows: Sequence[ResultRow], diverged: set[tuple[str, str]], fmt: Format = "markdown",
+                replicas: int = 1) -> str:
+    """Per scenario, mean ± 95 % CI over seeds; bold / tied / ≈ from paired tests (:mod:`clu.verdicts`).
 
-    ``rows``: results.csv; ``diverged``: the (scenario, strategy) pairs with a diverged seed.
+    ``rows``: results.csv; ``diverged``: the (scenario, strategy) pairs with a diverged seed; ``replicas``:
+    the sweep's R (KLoM is ``n/a (R<16)`` below 16).
     """
-    by_trial: dict[tuple[str, str, int], list[ResultRow]] = defaultdict(list)
-    for r in rows:
-        by_trial[(r.scenario, r.strategy, r.seed)].append(r)
-    finals: dict[tuple[str, str], list[Finals]] = defaultdict(list)
-    for (scen, label, _), trial in by_trial.items():
-        finals[(scen, label)].append(trial_finals(trial))
-    sections = [_section(scen, strategies, seeds, finals, diverged) for scen in scenarios]
+    labels = _ordered(strategies)
+    sections = [_section(scen, labels, seeds, rows, diverged, replicas) for scen in scenarios]
     return _markdown(sections) if fmt == "markdown" else _text(sections)
 
 
-def _section(scen: str, strategies: Sequence[str], seeds: Sequence[int],
-             finals: dict[tuple[str, str], list[Finals]], diverged: set[tuple[str, str]]) -> _Section:
-    stats: dict[str, dict[str, tuple[float | None, float | None]]] = {}
-    for label in strategies:
-        entries = finals.get((scen, label), [])
-        stats[label] = {}
-        for key, _, scale, _, _ in _COLUMNS:
-            vals = np.asarray([e[key] for e in entries if e.get(key) is not None], dtype=np.float64) * scale
-            stats[label][key] = (float(vals.mean()) if len(vals) else None,
-                                 float(vals.std(ddof=1)) if len(vals) >= 2 else None)
-    counts = {lab: len(finals.get((scen, lab), [])) for lab in strategies}
-    seed_text = f"Seeds {', '.join(map(str, seeds))}"
+def _cell(v: np.ndarray, c: Column) -> str | None:
+    vals = v[np.isfinite(v)] * c.scale
+    if not vals.size:
+        return None
+    half = ci95(vals)
+    return f"{vals.mean():.{c.decimals}f}" + ("" if half is None else f" ± {half:.{c.decimals}f}")
+
+
+def _section(scen: str, labels: Sequence[str], seeds: Sequence[int], rows: Sequence[ResultRow],
+             diverged: set[tuple[str, str]], replicas: int) -> _Section:
+    values = per_seed(rows, scen, labels, seeds)
+    verdicts = {c.key: verdict(values, c) for c in COLUMNS}
+    counts = {lab: len({r.seed for r in rows if r.scenario == scen and r.strategy == lab}) for lab in labels}
+    seed_text = f"Seeds {', '.join(map(str, seeds))}" + (f", {replicas} replicas each" if replicas > 1 else "")
     if all(n == len(seeds) for n in counts.values()):
         note = f"{seed_text}: all runs finished."
     else:
         note = f"{seed_text}; finished runs: " + ", ".join(f"{lab} {n}" for lab, n in counts.items()) + "."
-    best = {key: _best(stats, strategies, key, dec, rule) for key, _, _, dec, rule in _COLUMNS}
     out = []
-    for label in strategies:
+    for label in labels:
         cells = []
-        for key, _, _, dec, _ in _COLUMNS:
-            mean, std = stats[label][key]
-            if mean is None:
-                cells.append(("–", False))
+        for c in COLUMNS:
+            text = _cell(values[label][c.key], c)
+            v = verdicts[c.key]
+            if text is None:
+                cells.append((_KLOM_NA if c.key == "KLoM" and replicas < KLOM_MIN_REPLICAS else "–", ""))
                 continue
-            cells.append((f"{mean:.{dec}f}" + (f" ± {std:.{dec}f}" if std is not None else ""), label in best[key]))
-        name = f"{label} (oracle)" if label == ORACLE else label
+            if label in v.approx:
+                text = f"≈ {text}"
+            mark = "bold" if label in v.bold else "tied" if label in v.tied else ""
+            cells.append((text, mark))
+        name = f"{ORACLE} (oracle)" if label == ORACLE else label
         if (scen, label) in diverged:
             name += " †"
         out.append((name, tuple(cells)))
-    return _Section(scen, note, tuple(out), any(s == scen for s, _ in diverged))
+    wilcoxon = tuple(wilcoxon_note(verdicts)) if len(seeds) >= WILCOXON_MIN_N else ()
+    return _Section(scen, note, tuple(out), any(s == scen for s, _ in diverged), wilcoxon)
 
 
-def _best(stats: dict[str, dict[str, tuple[float | None, float | None]]], strategies: Sequence[str], key: str,
-          dec: int, rule: str) -> set[str]:
-    """The leaders of a column at the shown precision (the oracle excluded); none with fewer than two."""
-    target = stats.get(ORACLE, {}).get(key, (None, None))[0]
-    score = {}
-    for label in strategies:
-        mean = stats[label][key][0]
-        if label == ORACLE or mean is None:
-            continue
-        if rule == "max":
-            score[label] = -round(mean, dec)
-        elif rule == "min":
-            score[label] = round(mean, dec)
-        elif target is not None:
-            score[label] = round(abs(round(mean, dec) - round(target, dec)), dec)
-    low = min(score.values(), default=None)
-    return {lab for lab, s in score.items() if s == low} if len(score) > 1 else set()
+def _wilcoxon_line(sec: _Section) -> str:
+    return ("Wilcoxon signed-rank (robustness; largest p of each bold leader against its rivals): "
+            + "; ".join(sec.wilcoxon) + ".")
 
 
 def _markdown(sections: Sequence[_Section]) -> str:
-    lines = ["# Sweep results", "", _INTRO, ""]
+    lines = ["# Sweep results", "", _INTRO, "", _LEGEND, ""]
     for sec in sections:
         lines += [f"## {sec.scenario}", "", sec.note, ""]
-        lines.append("| strategy | " + " | ".join(h for _, h, *_ in _COLUMNS) + " |")
-        lines.append("|---|" + "---:|" * len(_COLUMNS))
+        lines.append("| strategy | " + " | ".join(c.header for c in COLUMNS) + " |")
+        lines.append("|---|" + "---:|" * len(COLUMNS))
         for name, cells in sec.rows:
-            lines.append(f"| {name} | " + " | ".join(f"**{t}**" if b else t for t, b in cells) + " |")
+            shown = (f"**{t}**" if m == "bold" else f"{t} =" if m == "tied" else t for t, m in cells)
+            lines.append(f"| {name} | " + " | ".join(shown) + " |")
         if sec.diverged:
             lines += ["", _DIVERGED]
+        if sec.wilcoxon:
+            lines += ["", _wilcoxon_line(sec)]
         lines.append("")
     return "\n".join(lines)
 
 
 def _text(sections: Sequence[_Section]) -> str:
-    """Aligned columns; ``*`` marks the best per column."""
-    lines = ["Sweep results: " + _INTRO.replace("**Bold**", "*")]
+    """Aligned columns; ``*`` marks a bold leader, ``=`` the tied ones."""
+    lines = ["Sweep results: " + _INTRO, _LEGEND.replace("**bold**", "`*`")]
     for sec in sections:
-        table = [["strategy", *(h for _, h, *_ in _COLUMNS)]]
-        table += [[name, *(t + ("*" if b else "") for t, b in cells)] for name, cells in sec.rows]
+        table = [["strategy", *(c.header for c in COLUMNS)]]
+        table += [[name, *(t + ("*" if m == "bold" else " =" if m == "tied" else "") for t, m in cells)]
+                  for name, cells in sec.rows]
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
         lines += ["", f"{sec.scenario}: {sec.note}"]
         for i, row in enumerate(table):
@@ -189,7 +172,28 @@ def _text(sections: Sequence[_Section]) -> str:
                 lines.append("-" * len(lines[-1]))
         if sec.diverged:
             lines.append(_DIVERGED)
+        if sec.wilcoxon:
+            lines.append(_wilcoxon_line(sec))
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------- stats.csv
+
+
+STATS_HEADER = ("scenario", "metric", "method", "rival", "t_p", "holm_p", "wilcoxon_p")
+
+
+def stats_rows(scenarios: Sequence[str], strategies: Sequence[str], seeds: Sequence[int],
+               rows: Sequence[ResultRow]) -> list[tuple[str, str, str, str, float, float, float | None]]:
+    """stats.csv's rows: per scenario and table column, every paired comparison behind the marks."""
+    labels = _ordered(strategies)
+    out = []
+    for scen in scenarios:
+        values = per_seed(rows, scen, labels, seeds)
+        for c in COLUMNS:
+            out += [(scen, c.key, x.method, x.rival, x.t_p, x.holm_p, x.wilcoxon_p)
+                    for x in verdict(values, c).comparisons]
+    return out
 
 
 # ----------------------------------------------------------------------------------------- clu report
@@ -210,9 +214,10 @@ def report(folder: Path, fmt: Format = "markdown") -> str:
         try:
             scenarios, strategies = list(request["scenarios"]), list(request["strategies"])
             seeds = [int(s) for s in request["seeds"]]
+            replicas = int(request.get("replicas", 1))
         except (KeyError, TypeError, ValueError):
             raise ConfigError("sweep.json lacks scenarios, strategies or seeds", file=folder / "sweep.json") from None
-        return sweep_table(scenarios, strategies, seeds, read_results(folder / "results.csv"), diverged, fmt)
+        return sweep_table(scenarios, strategies, seeds, read_results(folder / "results.csv"), diverged, fmt, replicas)
     if (folder / "summary.json").is_file():
         return run_table(_json(folder / "summary.json")) + "\n"
     raise ConfigError("not a sweep or run folder (no sweep.json or summary.json here)", file=folder)

@@ -6,140 +6,67 @@ This is the only module that writes or parses result files. ``write_run``/``read
 temporary name in the same folder and renamed, so a reader (or a crash) never sees half a file. Numbers are
 floats in memory and exact ``repr`` strings on disk, so a value read back prints to the same bytes.
 
-Import-light: torch is imported only by the checkpoint functions (plots, reports and the command line read
-result files without it).
+The records and column names live in :mod:`clu.records` (re-exported here), checkpoints in
+:mod:`clu.checkpoints`. Import-light: no torch (plots, reports and the command line read result files
+without it).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
 import os
+import re
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from clu.config import ConfigError
+from clu.margins import margins_bytes, parse_margins
+from clu.records import (
+    AGGREGATE_HEADER,
+    ALL,
+    EVENT_METRICS,
+    FINAL,
+    FINAL_CSV_METRICS,
+    GAP_COLUMNS,
+    GAPPED,
+    KLOM_METRICS,
+    LIRA_GAP_COLUMNS,
+    LIRA_METRICS,
+    METRICS_HEADER,
+    ORACLE,
+    RESULTS_HEADER,
+    SUMMARY_EVENT_KEYS,
+    TASK_PREFIX,
+    TIMINGS_HEADER,
+    TWIN,
+    AggregateRow,
+    EventRecord,
+    Replica,
+    ResultRow,
+    Role,
+    RunData,
+    Step,
+    StrategyResult,
+    Unit,
+    UnitSpec,
+)
 
-ORACLE = "retrain"
-"""Registry name of the exact-unlearning oracle every gap is measured against."""
-
-FINAL: Literal["final"] = "final"
-"""The ``step`` of whole-run rows (their ``event_kind`` is ``run``)."""
-Step = int | Literal["final"]
-
-METRICS_HEADER = ("strategy", "seed", "step", "event_kind", "metric", "value")
-TIMINGS_HEADER = ("strategy", "seed", "step", "event_kind", "time_s")
-RESULTS_HEADER = ("scenario", "strategy", "seed", "step", "event_kind", "metric", "value")
-AGGREGATE_HEADER = ("scenario", "strategy", "step", "event_kind", "metric", "mean", "std", "n")
-
-EVENT_METRICS = ("TA", "RA", "FA", "FA_test", "NA", "OA", "MIA", "MIA_attack_acc", "MIA_thr", "KL")
-"""The per-event measurements (clu.evaluation), in output order."""
-GAPPED = ("TA", "RA", "FA", "FA_test", "MIA")
-"""Metrics with a ``<metric>_gap`` column (absolute difference to the oracle)."""
-GAP_COLUMNS = (*(f"{m}_gap" for m in GAPPED), "AvgGap")
-SUMMARY_EVENT_KEYS = (*EVENT_METRICS, *GAP_COLUMNS)
-"""Per-event values of ``summary.json`` and ``metrics.csv`` (then ``acc_task_<t>`` rows)."""
-FINAL_CSV_METRICS = ("AvgGap_mean", "AIA", "BWT", "Forgetting")
-"""Whole-run figures that ``metrics.csv`` keeps (summary.json also has the time ones)."""
-TASK_PREFIX = "acc_task_"
-
-
-# ------------------------------------------------------------------------------------------- records
-
-
-@dataclass
-class EventRecord:
-    """What one event produced for one strategy."""
-
-    step: int
-    kind: str
-    values: dict[str, float | None]
-    """Per-event metrics (gaps added once the oracle's record is known), in output order."""
-    per_task: dict[int, float | None]
-    """Test accuracy per learned task (a row of the accuracy matrix)."""
-    time_s: float | None
-    """Wall seconds of the event; None when read from a folder without timings.csv."""
-    forget_probs: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0)))
-    """Softmax on all data forgotten so far (in memory only, for KL to the oracle)."""
-
-    def to_state(self) -> dict[str, Any]:
-        import torch  # checkpoints only; see the module docstring
-
-        return {
-            "step": self.step,
-            "kind": self.kind,
-            "values": self.values,
-            "per_task": self.per_task,
-            "time_s": self.time_s,
-            "forget_probs": torch.from_numpy(self.forget_probs),
-        }
-
-    @classmethod
-    def from_state(cls, d: dict[str, Any]) -> EventRecord:
-        return cls(d["step"], d["kind"], d["values"], d["per_task"], d["time_s"], d["forget_probs"].numpy())
-
-
-@dataclass
-class StrategyResult:
-    """One strategy's records in one run (one seed)."""
-
-    label: str
-    """The name it is reported under."""
-    name: str
-    """Its registry name."""
-    seed: int
-    records: list[EventRecord] = field(default_factory=list)
-    error: str | None = None
-    """Why it stopped early (divergence), if it did."""
-    final: dict[str, float | None] = field(default_factory=dict)
-    """Whole-run figures (clu.summary.final_metrics)."""
-
-
-@dataclass(frozen=True)
-class RunData:
-    """A run folder read back."""
-
-    scenario: str | None
-    """From summary.json (None without one)."""
-    seed: int | None
-    strategies: tuple[StrategyResult, ...]
-    """One per (label, seed) of metrics.csv, in file order."""
-
-
-@dataclass(frozen=True)
-class ResultRow:
-    """A row of a sweep's ``results.csv``."""
-
-    scenario: str
-    strategy: str
-    seed: int
-    step: Step
-    kind: str
-    metric: str
-    value: float | None
-
-
-@dataclass(frozen=True)
-class AggregateRow:
-    """A row of a sweep's ``aggregate.csv``: a metric over seeds."""
-
-    scenario: str
-    strategy: str
-    step: Step
-    kind: str
-    metric: str
-    mean: float | None
-    std: float | None
-    """Sample standard deviation (ddof=1); None when n < 2."""
-    n: int
-    """Seeds where the metric applies."""
-
+__all__ = [  # the records and column names (clu.records) are part of this module's interface
+    "AGGREGATE_HEADER", "ALL", "EVENT_METRICS", "FINAL", "FINAL_CSV_METRICS", "GAP_COLUMNS", "GAPPED", "KLOM_METRICS",
+    "LIRA_GAP_COLUMNS", "LIRA_METRICS", "METRICS_HEADER", "ORACLE", "RESULTS_HEADER", "SUMMARY_EVENT_KEYS",
+    "TASK_PREFIX", "TIMINGS_HEADER", "TWIN", "UNITS_FILE", "AggregateRow", "EventRecord", "Replica", "ResultRow",
+    "Role", "RunData", "Step", "StrategyResult", "Unit", "UnitSpec", "aggregate_csv", "check_out", "clean",
+    "csv_text", "format_value", "margins_path", "prepare_out", "read_aggregate", "read_results", "read_run",
+    "read_units", "read_units_manifest", "results_csv", "safe_label", "summary_entries", "unit_folder", "unit_rows",
+    "write_atomic", "write_json", "write_margins", "write_run", "write_units_manifest",
+]
 
 # ------------------------------------------------------------------------------------ writing files
 
@@ -184,51 +111,111 @@ def csv_text(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
     return buf.getvalue()
 
 
-def write_run(out: Path, scenario: str, seed: int, results: Sequence[StrategyResult]) -> dict[str, Any]:
-    """metrics.csv, timings.csv and summary.json for everything recorded so far (atomic rewrites).
+def unit_rows(unit: Unit) -> list[tuple[Step, str, str, str]]:
+    """A joined unit's ``(step, event_kind, metric, value cell)`` rows, in file order (metrics.csv and the
+    sweep's results.csv prefix them): per event the SUMMARY_EVENT_KEYS (KLOM_METRICS for replica ``all``)
+    then ``acc_task_<t>``; then the whole-run FINAL_CSV_METRICS."""
+    keys = KLOM_METRICS if unit.spec.replica == ALL else SUMMARY_EVENT_KEYS
+    rows: list[tuple[Step, str, str, str]] = []
+    for r in unit.records:
+        rows += [(r.step, r.kind, m, format_value(clean(r.values.get(m)))) for m in keys]
+        rows += [(r.step, r.kind, f"{TASK_PREFIX}{t}", format_value(v)) for t, v in r.per_task.items()]
+    if unit.records and unit.spec.replica != ALL:
+        rows += [(FINAL, "run", m, format_value(clean(unit.final.get(m)))) for m in FINAL_CSV_METRICS]
+    return rows
+
+
+def _per_event(unit: Unit) -> list[dict[str, Any]]:
+    out = []
+    for r in unit.records:
+        row: dict[str, Any] = {"step": r.step, "kind": r.kind}
+        row.update({m: clean(r.values.get(m)) for m in SUMMARY_EVENT_KEYS})
+        row["time_s"] = round(r.time_s or 0.0, 6)
+        out.append(row)
+    return out
+
+
+def _final(unit: Unit, per_event: list[dict[str, Any]]) -> dict[str, Any]:
+    final = {k: v for k, v in (per_event[-1] if per_event else {}).items() if k not in ("step", "kind")}
+    final.update(unit.final)
+    return final
+
+
+def _mean_dicts(dicts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Key-wise mean of the values that exist (None when none does); one dict comes back as it is."""
+    if len(dicts) == 1:
+        return dict(dicts[0])
+    out: dict[str, Any] = {}
+    for d in dicts:
+        for k in d:
+            out.setdefault(k, None)
+    for k in out:
+        vals = [clean(d.get(k)) for d in dicts]
+        vals = [v for v in vals if v is not None]
+        out[k] = float(np.mean(vals)) if vals else None
+    return out
+
+
+def summary_entries(units: Sequence[Unit]) -> dict[str, Any]:
+    """summary.json's ``strategies``: per label, the mean over its replicas of ``final`` and ``per_event``
+    (a single replica's values as they are), ``replicas``, and for R > 1 ``per_replica`` finals; the
+    cross-replica (``all``) values join the per-event rows of their step and the final of the last step."""
+    by_label: dict[str, list[Unit]] = {}
+    for u in units:
+        by_label.setdefault(u.spec.label, []).append(u)
+    entries: dict[str, Any] = {}
+    for label, group in by_label.items():
+        reps = [u for u in group if u.spec.replica != ALL]
+        cross = {r.step: r.values for u in group if u.spec.replica == ALL for r in u.records}
+        if not reps:
+            continue
+        events = [_per_event(u) for u in reps]
+        finals = [_final(u, ev) for u, ev in zip(reps, events)]
+        steps = list(dict.fromkeys(row["step"] for ev in events for row in ev))
+        per_event = []
+        for step in steps:
+            rows = [row for ev in events for row in ev if row["step"] == step]
+            row = {"step": step, "kind": rows[0]["kind"], **_mean_dicts([{k: v for k, v in r.items()
+                                                                          if k not in ("step", "kind")} for r in rows])}
+            row.update({m: clean(v) for m, v in cross.get(step, {}).items()})
+            per_event.append(row)
+        final = _mean_dicts(finals)
+        if steps:
+            final.update({m: clean(v) for m, v in cross.get(steps[-1], {}).items()})
+        entry: dict[str, Any] = {"name": reps[0].spec.name, "final": final, "per_event": per_event,
+                                 "time_s": final.get("time_s"), "replicas": len(reps)}
+        if len(reps) > 1:
+            entry["per_replica"] = [{"replica": u.spec.replica, "final": f} for u, f in zip(reps, finals)]
+        errors = [(u.spec.replica, u.error) for u in reps if u.error]
+        if errors:
+            entry["error"] = errors[0][1] if len(reps) == 1 else "; ".join(f"replica {k}: {e}" for k, e in errors)
+        entries[label] = entry
+    return entries
+
+
+def write_run(out: Path, scenario: str, seed: int, units: Sequence[Unit]) -> dict[str, Any]:
+    """metrics.csv, timings.csv and summary.json from joined units (:func:`clu.joint.join`; atomic rewrites).
 
     Returns the summary.json content.
     """
-    metric_rows: list[tuple[Any, ...]] = []
-    time_rows: list[tuple[Any, ...]] = []
-    strategies: dict[str, Any] = {}
-    for res in results:
-        per_event = []
-        for r in res.records:
-            row: dict[str, Any] = {"step": r.step, "kind": r.kind}
-            row.update({m: clean(r.values.get(m)) for m in SUMMARY_EVENT_KEYS})
-            row["time_s"] = round(r.time_s or 0.0, 6)
-            per_event.append(row)
-            for m in SUMMARY_EVENT_KEYS:
-                metric_rows.append((res.label, res.seed, r.step, r.kind, m, format_value(row[m])))
-            for t, v in r.per_task.items():
-                metric_rows.append((res.label, res.seed, r.step, r.kind, f"{TASK_PREFIX}{t}", format_value(v)))
-            time_rows.append((res.label, res.seed, r.step, r.kind, repr(row["time_s"])))
-        final = {k: v for k, v in (per_event[-1] if per_event else {}).items() if k not in ("step", "kind")}
-        final.update(res.final)
-        entry: dict[str, Any] = {"name": res.name, "final": final, "per_event": per_event,
-                                 "time_s": final.get("time_s")}
-        if res.error:
-            entry["error"] = res.error
-        strategies[res.label] = entry
-        if res.records:
-            metric_rows += [(res.label, res.seed, FINAL, "run", m, format_value(final.get(m)))
-                            for m in FINAL_CSV_METRICS]
+    metric_rows = [(u.spec.label, seed, u.spec.replica, *row) for u in units for row in unit_rows(u)]
+    time_rows = [(u.spec.label, seed, u.spec.replica, r.step, r.kind, repr(round(r.time_s or 0.0, 6)))
+                 for u in units if u.spec.replica != ALL for r in u.records]
     write_atomic(out / "metrics.csv", csv_text(METRICS_HEADER, metric_rows))
     write_atomic(out / "timings.csv", csv_text(TIMINGS_HEADER, time_rows))
-    summary = {"scenario": scenario, "seed": seed, "strategies": strategies}
+    summary = {"scenario": scenario, "seed": seed, "strategies": summary_entries(units)}
     write_json(out / "summary.json", summary)
     return summary
 
 
 def results_csv(rows: Iterable[ResultRow]) -> str:
-    return csv_text(RESULTS_HEADER, ((r.scenario, r.strategy, r.seed, r.step, r.kind, r.metric,
+    return csv_text(RESULTS_HEADER, ((r.scenario, r.strategy, r.seed, r.replica, r.step, r.kind, r.metric,
                                       format_value(r.value)) for r in rows))
 
 
 def aggregate_csv(rows: Iterable[AggregateRow]) -> str:
     return csv_text(AGGREGATE_HEADER, ((r.scenario, r.strategy, r.step, r.kind, r.metric, format_value(r.mean),
-                                        format_value(r.std), r.n) for r in rows))
+                                        format_value(r.std), format_value(r.ci95), r.n) for r in rows))
 
 
 # ------------------------------------------------------------------------------------ reading files
@@ -264,6 +251,11 @@ def _step(text: str | None) -> Step:
     return FINAL if text == FINAL else int(text)
 
 
+def _replica(text: str | None) -> Replica:
+    text = (text or "").strip()
+    return ALL if text == ALL else int(text)
+
+
 def _bad_line(path: Path, line: int, what: str, row: Mapping[str, str], keys: Sequence[str]) -> ConfigError:
     got = " ".join(f"{k}={row.get(k)!r}" for k in keys)
     return ConfigError(f"line {line}: {what}, got {got}", file=path)
@@ -275,37 +267,39 @@ def read_run(folder: Path | str) -> RunData:
     if not folder.is_dir():
         raise ConfigError("no such results folder", file=folder)
     path = folder / "metrics.csv"
-    times: dict[tuple[str, int, int], float] = {}
+    times: dict[tuple[str, int, Replica, int], float] = {}
     if (folder / "timings.csv").is_file():
         for line, row in _read_csv(folder / "timings.csv", TIMINGS_HEADER, folder):
             try:
-                times[(row["strategy"], int(row["seed"]), int(row["step"]))] = float(row["time_s"])
+                times[(row["strategy"], int(row["seed"]), _replica(row["replica"]), int(row["step"]))] = \
+                    float(row["time_s"])
             except (TypeError, ValueError):
-                raise _bad_line(folder / "timings.csv", line, "seed and step must be integers and time_s a number",
-                                row, ("seed", "step", "time_s")) from None
+                raise _bad_line(folder / "timings.csv", line, "seed, replica and step must be integers and time_s "
+                                "a number", row, ("seed", "replica", "step", "time_s")) from None
     summary = _read_summary(folder)
     entries = summary.get("strategies") if isinstance(summary.get("strategies"), dict) else {}
-    groups: dict[tuple[str, int], StrategyResult] = {}
-    events: dict[tuple[str, int, int], EventRecord] = {}
+    groups: dict[tuple[str, int, Replica], StrategyResult] = {}
+    events: dict[tuple[str, int, Replica, int], EventRecord] = {}
     for line, row in _read_csv(path, METRICS_HEADER, folder):
         try:
-            seed, step, value = int(row["seed"]), _step(row["step"]), _number(row["value"])
+            seed, replica = int(row["seed"]), _replica(row["replica"])
+            step, value = _step(row["step"]), _number(row["value"])
         except (TypeError, ValueError):
-            raise _bad_line(path, line, "seed must be an integer, step an integer or 'final' and value a number "
-                            "or empty", row, ("seed", "step", "value")) from None
+            raise _bad_line(path, line, "seed must be an integer, replica an integer or 'all', step an integer or "
+                            "'final' and value a number or empty", row, ("seed", "replica", "step", "value")) from None
         label = row["strategy"]
-        res = groups.get((label, seed))
+        res = groups.get((label, seed, replica))
         if res is None:
             entry = entries.get(label) if isinstance(entries.get(label), dict) else {}
-            res = groups[(label, seed)] = StrategyResult(label, str(entry.get("name", label)), seed,
-                                                         error=entry.get("error"))
+            res = groups[(label, seed, replica)] = StrategyResult(label, str(entry.get("name", label)), seed,
+                                                                  error=entry.get("error"), replica=replica)
         if step == FINAL:
             res.final[row["metric"]] = value
             continue
-        rec = events.get((label, seed, step))
+        rec = events.get((label, seed, replica, step))
         if rec is None:
-            rec = EventRecord(step, row["event_kind"], {}, {}, times.get((label, seed, step)))
-            events[(label, seed, step)] = rec
+            rec = EventRecord(step, row["event_kind"], {}, {}, times.get((label, seed, replica, step)))
+            events[(label, seed, replica, step)] = rec
             res.records.append(rec)
         metric = row["metric"]
         if metric.startswith(TASK_PREFIX) and metric[len(TASK_PREFIX):].isdigit():
@@ -331,8 +325,8 @@ def read_results(path: Path) -> list[ResultRow]:
     out = []
     for line, row in _read_csv(path, RESULTS_HEADER, path):
         try:
-            out.append(ResultRow(row["scenario"], row["strategy"], int(row["seed"]), _step(row["step"]),
-                                 row["event_kind"], row["metric"], _number(row["value"])))
+            out.append(ResultRow(row["scenario"], row["strategy"], int(row["seed"]), _replica(row["replica"]),
+                                 _step(row["step"]), row["event_kind"], row["metric"], _number(row["value"])))
         except (TypeError, ValueError):
             raise _bad_line(path, line, "seed must be an integer, step an integer or 'final' and value a number "
                             "or empty", row, ("seed", "step", "value")) from None
@@ -345,7 +339,8 @@ def read_aggregate(path: Path) -> list[AggregateRow]:
     for line, row in _read_csv(path, AGGREGATE_HEADER, path):
         try:
             out.append(AggregateRow(row["scenario"], row["strategy"], _step(row["step"]), row["event_kind"],
-                                    row["metric"], _number(row["mean"]), _number(row["std"]), int(row["n"] or 0)))
+                                    row["metric"], _number(row["mean"]), _number(row["std"]), _number(row["ci95"]),
+                                    int(row["n"] or 0)))
         except (TypeError, ValueError):
             raise _bad_line(path, line, "step must be an integer or 'final', mean/std numbers or empty and n an "
                             "integer", row, ("step", "mean", "std", "n")) from None
@@ -389,30 +384,75 @@ def prepare_out(path: Path, *, resume: bool = False) -> Path:
     return path
 
 
-# -------------------------------------------------------------------------------------- checkpoints
+# ------------------------------------------------------------------------------------- unit folders
 
 
-def checkpoint_path(run_dir: Path, label: str, event_index: int) -> Path:
-    return run_dir / "checkpoints" / label / f"event-{event_index:03d}.pt"
+def safe_label(label: str) -> str:
+    """A label as a folder name: runs of characters other than letters, digits, ``.``, ``_``, ``-`` become one
+    ``-`` (``retrain (twin)`` → ``retrain-twin``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-") or "-"
 
 
-def save_checkpoint(run_dir: Path, label: str, event_index: int, payload: dict[str, Any]) -> Path:
-    """Strategy state + records so far after event ``event_index`` (atomic)."""
-    import torch  # checkpoints only; see the module docstring
+def unit_folder(run_dir: Path, kind: str, spec: UnitSpec) -> Path:
+    """``<run_dir>/<kind>/<safe label>`` (checkpoints, margins)."""
+    return run_dir / kind / safe_label(spec.label)
 
-    buf = io.BytesIO()
-    torch.save({"event_index": event_index, **payload}, buf)
-    path = checkpoint_path(run_dir, label, event_index)
-    write_atomic(path, buf.getvalue())
+
+# -------------------------------------------------------------------------------------------- margins
+
+
+def margins_path(run_dir: Path, spec: UnitSpec) -> Path:
+    """``margins/<safe label>/replica-<k>.npz``: one unit's margins (:mod:`clu.margins`; no sample ids)."""
+    return unit_folder(run_dir, "margins", spec) / f"replica-{spec.replica}.npz"
+
+
+def write_margins(run_dir: Path, unit: Unit) -> Path:
+    """The unit's margins file, from the margins of its records (atomic)."""
+    path = margins_path(run_dir, unit.spec)
+    write_atomic(path, margins_bytes({r.step: r.margins for r in unit.records if r.margins is not None}))
     return path
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    import torch  # checkpoints only; see the module docstring
-
-    return torch.load(path, map_location="cpu", weights_only=False)
+UNITS_FILE = "units.json"
+"""A run or trial folder's manifest: the specs of the units it runs, in run order."""
 
 
-def latest_checkpoint(run_dir: Path, label: str) -> Path | None:
-    files = sorted((run_dir / "checkpoints" / label).glob("event-*.pt"))
-    return files[-1] if files else None
+def write_units_manifest(run_dir: Path, specs: Sequence[UnitSpec]) -> None:
+    write_json(run_dir / UNITS_FILE, {"units": [dataclasses.asdict(s) for s in specs]})
+
+
+def read_units_manifest(run_dir: Path) -> list[UnitSpec]:
+    path = run_dir / UNITS_FILE
+    try:
+        return [UnitSpec(**d) for d in json.loads(path.read_text())["units"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"not a readable units manifest ({e})", file=path) from None
+
+
+def read_units(folder: Path | str, specs: Sequence[UnitSpec] | None = None) -> list[Unit]:
+    """The units of a run or sweep-trial folder (``specs``, default: its units.json): records from
+    metrics.csv/timings.csv (the unit's label and replica; only the unit's own measurements are kept, the
+    joined ones are recomputed by :func:`clu.joint.join`), margins from ``margins/``. A unit without rows
+    (a shadow oracle) has records made of its margins alone (kind ""); none without a margins file either
+    (not run yet, or diverged at its first event); a record without margins has None."""
+    folder = Path(folder)
+    specs = read_units_manifest(folder) if specs is None else specs
+    run = read_run(folder)
+    by_key = {(s.label, s.replica): s for s in run.strategies}
+    units = []
+    for spec in specs:
+        res = by_key.get((spec.label, spec.replica))
+        unit = Unit(spec, list(res.records) if res else [], res.error if res else None)
+        path = margins_path(folder, spec)
+        margins = parse_margins(path.read_bytes()) if path.is_file() else {}
+        for r in unit.records:
+            r.values = {m: v for m, v in r.values.items() if m in _RAW}
+            r.margins = margins.get(r.step)
+        if res is None:  # a shadow oracle: it has no rows, only its margins (all the attack needs)
+            unit.records = [EventRecord(step, "", {}, {}, None, m) for step, m in margins.items()]
+        units.append(unit)
+    return units
+
+
+_RAW = frozenset({"TA", "RA", "FA", "FA_test", "NA", "OA", "MIA", "MIA_attack_acc", "MIA_thr"})
+"""The per-event values a unit measures itself (everything else is the join's)."""

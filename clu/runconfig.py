@@ -20,12 +20,12 @@ from typing import Any, Literal, Sequence, get_args
 from clu import __version__
 from clu.config import ConfigError, dump_toml, read_toml, to_dict
 from clu.paths import DEFAULT_SCENARIO, resolve_scenario
-from clu.results import ORACLE
+from clu.results import ORACLE, TWIN
 from clu.scenario import ScenarioSpec, load_scenario, scenario_from_dict
 from clu.strategies import STRATEGIES, StrategyChoice, resolve_strategy, strategy_config
 
 Device = Literal["auto", "cpu", "cuda"]
-_KEYS = ("seed", "device", "scenario", "strategies", "versions")
+_KEYS = ("seed", "replicas", "shadows", "device", "scenario", "strategies", "versions")
 _HEADER = "# clu-sim run config: re-run with `clu run <this file> --out DIR`\n"
 
 
@@ -37,14 +37,25 @@ class RunConfig:
     strategies: tuple[StrategyChoice, ...]
     """One per strategy, the oracle first."""
     seed: int
-    """The training seed (also the scenario seed of the event stream)."""
+    """The scenario seed (the event stream); also replica 1's training seed."""
     device: Device = "auto"
     """auto (CUDA when present) | cpu | cuda."""
+    replicas: int = 1
+    """Training replicas R (replica k > 1 trains with clu.seeding.training_seed(seed, k))."""
+    shadows: int | None = None
+    """Shadow oracles of the membership attack; None: the scenario's ``[evaluation] shadows``."""
+
+    @property
+    def n_shadows(self) -> int:
+        """The shadow count in effect."""
+        return self.scenario.evaluation.shadows if self.shadows is None else self.shadows
 
     def to_toml(self, *, versions: bool = True) -> str:
         """The config as TOML; ``versions`` adds the header line and the version stamp of config.toml."""
         data: dict[str, Any] = {
             "seed": self.seed,
+            "replicas": self.replicas,
+            **({} if self.shadows is None else {"shadows": self.shadows}),
             "device": self.device,
             "scenario": to_dict(self.scenario),
             "strategies": [{"strategy": c.name, "label": c.label, **to_dict(c.config)} for c in self.strategies],
@@ -85,7 +96,10 @@ def run_config_from_dict(raw: dict[str, Any], source: str | Path) -> RunConfig:
     seed = raw.get("seed", scenario.seed)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"must be a whole number >= 0, got {seed!r}", key="seed", file=source)
-    return RunConfig(scenario, tuple(choices), seed, check_device(raw.get("device", "auto"), "device", source))
+    replicas = check_count(raw.get("replicas", 1), "replicas", 1, source)
+    shadows = None if raw.get("shadows") is None else check_count(raw["shadows"], "shadows", 0, source)
+    return RunConfig(scenario, tuple(choices), seed, check_device(raw.get("device", "auto"), "device", source),
+                     replicas, shadows)
 
 
 def run_config_from_toml(text: str, source: str | Path) -> RunConfig:
@@ -105,6 +119,13 @@ def load_run_config(path: Path) -> RunConfig:
 def is_run_config(raw: dict[str, Any]) -> bool:
     """Whether parsed TOML is a run config (rather than a scenario file)."""
     return "scenario" in raw and "strategies" in raw
+
+
+def check_count(value: Any, key: str, least: int, source: str | Path | None = None) -> int:
+    """A whole number >= ``least`` (replicas, shadows)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"must be a whole number >= {least}, got {value!r}", key=key, file=source)
+    return value
 
 
 def check_device(device: Any, key: str, source: str | Path | None = None) -> Device:
@@ -128,12 +149,13 @@ def check_setting(choices: Sequence[StrategyChoice], scenario: ScenarioSpec, key
 
 
 def resolve_config(
-    scenario: str | None, strategies: Sequence[str], seed: int | None, device: str | None
+    scenario: str | None, strategies: Sequence[str], seed: int | None, device: str | None, *,
+    replicas: int | None = None, shadows: int | None = None,
 ) -> RunConfig:
     """CLI/API arguments → RunConfig. ``scenario`` may be a scenario file/name or a run's config.toml.
 
-    The oracle ``retrain`` is always added, first; a run config's strategies, seed and device are the
-    defaults when ``scenario`` is one.
+    The oracle ``retrain`` is always added, first; a run config's strategies, seed, device, replicas and
+    shadows are the defaults when ``scenario`` is one.
     """
     base: RunConfig | None = None
     path = resolve_scenario(scenario or DEFAULT_SCENARIO)
@@ -153,6 +175,8 @@ def resolve_config(
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise ConfigError(f"strategy {dup[0]!r} given twice; give each a distinct label", key="--strategy")
+    if TWIN in labels:
+        raise ConfigError(f"the label {TWIN!r} is reserved for the oracle's twin", key="--strategy")
     check_setting(choices, spec, "--strategy")
     oracle = [c for c in choices if c.name == ORACLE]
     if not oracle:
@@ -160,4 +184,8 @@ def resolve_config(
     choices = oracle[:1] + [c for c in choices if c is not oracle[0] and c.label != oracle[0].label]
     final_seed = seed if seed is not None else (base.seed if base else spec.seed)
     final_device = check_device(device or (base.device if base else "auto"), "--device")
-    return RunConfig(spec, tuple(choices), final_seed, final_device)
+    final_replicas = check_count(replicas if replicas is not None else (base.replicas if base else 1), "--replicas", 1)
+    final_shadows = shadows if shadows is not None else (base.shadows if base else None)
+    if final_shadows is not None:
+        check_count(final_shadows, "--shadows", 0)
+    return RunConfig(spec, tuple(choices), final_seed, final_device, final_replicas, final_shadows)

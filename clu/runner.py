@@ -1,9 +1,10 @@
-"""The run loop: the oracle, then every strategy of a run config, over the events; checkpoints, divergence.
+"""The run loop: every unit of a run config over the events (:func:`plan_units`); checkpoints, divergence.
 
-The oracle (``retrain``) always runs first, once per (scenario, seed); every other strategy's gaps and KL
-are measured against its records as they are produced. A strategy that diverges stops at that event with a
-message; the rows written so far stay and the other strategies go on. The result files are written through
-:mod:`clu.results` after every strategy, so an interrupted run keeps what it has.
+A unit is one model trajectory: per training replica the oracle (``retrain``), its twin and every strategy,
+then the extra shadow oracles of the membership attack. Each unit measures its own model; gaps, KL, LiRA
+and KLoM are joined from all units (:func:`clu.joint.join`). A unit that diverges stops at that event with
+a message; the rows written so far stay and the others go on (a failed oracle ends the run). The result
+files are written through :mod:`clu.results` after every unit, so an interrupted run keeps what it has.
 """
 
 from __future__ import annotations
@@ -18,32 +19,35 @@ import torch
 from avalanche.core import BasePlugin
 from tqdm import tqdm
 
+from clu import seeding
+from clu.checkpoints import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 from clu.config import ConfigError
 from clu.data import load_dataset
+from clu.data.base import Dataset
 from clu.driver import build_strategy, run_events
+from clu.events import Step, to_json
 from clu.events import steps as group_steps
-from clu.events import to_json
+from clu.joint import join
 from clu.models import resolve_device
 from clu.paths import default_runs_dir
 from clu.plots import plot_run
 from clu.results import (
     ORACLE,
+    TWIN,
     EventRecord,
-    StrategyResult,
+    Unit,
+    UnitSpec,
     check_out,
-    checkpoint_path,
-    latest_checkpoint,
-    load_checkpoint,
     prepare_out,
-    save_checkpoint,
     write_atomic,
+    write_margins,
     write_run,
+    write_units_manifest,
 )
 from clu.runconfig import RunConfig
 from clu.scenario import events_for
-from clu.strategies import DivergenceError
+from clu.strategies import DivergenceError, StrategyChoice
 from clu.strategies.base import CLUStrategy
-from clu.summary import final_metrics, with_gaps
 
 
 @dataclass
@@ -66,8 +70,10 @@ def run(
     checkpoints: bool = True,
     make_plots: bool = True,
     threads: int = 1,
+    units: Sequence[UnitSpec] | None = None,
 ) -> Summary:
-    """Run every strategy of ``config``; write the results folder; return the summary.
+    """Run the units of ``config`` (all of :func:`plan_units` by default; a sweep trial passes its one);
+    write the results folder (metrics.csv, timings.csv, summary.json, margins/, checkpoints/); return the summary.
 
     ``out`` defaults to ``./runs/<scenario>-<time>``. ``threads``: torch CPU threads. One is the default: the
     models here are small, and a second thread costs more in synchronisation than it gains (and slows down
@@ -91,61 +97,100 @@ def run(
     if not resume or not (out / "events.jsonl").exists():
         write_atomic(out / "events.jsonl", stream)
 
-    results: list[StrategyResult] = []
-    oracle_records: list[EventRecord] | None = None
-    for choice in config.strategies:
-        res = StrategyResult(choice.label, choice.name, config.seed)
-        results.append(res)
-        strategy = build_strategy(choice, config.scenario, data, config.seed, device, plugins)
-        start = 0
-        ckpt = latest_checkpoint(out, choice.label) if resume else None
-        if ckpt is not None:
-            state = load_checkpoint(ckpt)
-            strategy.load_state_dict(state["strategy"])
-            res.records = [EventRecord.from_state(r) for r in state["records"]]
-            res.error = state.get("error")
-            start = state["event_index"] + 1
-        is_oracle = choice.name == ORACLE and oracle_records is None
-        bar = _progress(choice.label, len(steps), start) if progress else None
-        try:
-            if res.error is None:
-                for rec in run_events(strategy, steps, data, seed=config.seed, start=start, oracle=oracle_records):
-                    _check_finite(strategy)
-                    if is_oracle:
-                        rec.values = with_gaps(rec.values, rec.values)
-                    res.records.append(rec)
-                    if checkpoints:
-                        save_checkpoint(out, choice.label, len(res.records) - 1, _ckpt_payload(strategy, res))
-                    if bar is not None:
-                        bar.update(1)
-        except DivergenceError as e:
-            step = steps[len(res.records)]
-            res.error = f"stopped at step {step.index} ({step.kind}): {e}"
-            print(f"clu: {choice.label}: {res.error}", file=sys.stderr)
-            if checkpoints and res.records:  # mark the last good checkpoint as final (its state, not the NaNs)
-                last = checkpoint_path(out, choice.label, len(res.records) - 1)
-                payload = load_checkpoint(last) if last.exists() else _ckpt_payload(strategy, res)
-                payload.pop("event_index", None)
-                save_checkpoint(out, choice.label, len(res.records) - 1, {**payload, "error": res.error})
-        finally:
-            if bar is not None:
-                bar.close()
-        if is_oracle:
-            if res.error is not None:
-                raise ConfigError(f"the oracle failed: {res.error}", key=ORACLE)
-            oracle_records = res.records
-        _write(out, config, results, oracle_records)
-    summary = _write(out, config, results, oracle_records)
+    plan = list(units) if units is not None else plan_units(config)
+    write_units_manifest(out, plan)
+    done: list[Unit] = []
+    for spec in plan:
+        done.append(_run_unit(spec, config, out, data, steps, device, plugins,
+                              resume=resume, progress=progress, checkpoints=checkpoints))
+        _write(out, config, done)  # an interrupted run keeps what it has
+    summary = _write(out, config, done)
     if make_plots:
         plot_run(out)
-    return Summary(out, summary, {r.label: r.error for r in results if r.error})
+    return Summary(out, summary, _errors(done))
 
 
-def _write(out: Path, config: RunConfig, results: list[StrategyResult],
-           oracle: Sequence[EventRecord] | None) -> dict[str, Any]:
-    for res in results:
-        res.final = final_metrics(res.records, oracle or ())
-    return write_run(out, config.scenario.name, config.seed, results)
+def plan_units(config: RunConfig) -> list[UnitSpec]:
+    """The units of a run, in run order: per replica k = 1..R its oracle, the oracle's twin and the strategies
+    (init and batch order from the replica's training seed; the twin reorders with its own seed); then the
+    extra shadow oracles the attack needs beyond the other replicas' oracles (K − (R − 1) of them, shared
+    by all replicas, init = order seed = :func:`clu.seeding.shadow_seed`). A sweep trial runs one of them."""
+    specs: list[UnitSpec] = []
+    oracle = config.strategies[0]
+    for k in range(1, config.replicas + 1):
+        t = seeding.training_seed(config.seed, k)
+        specs.append(UnitSpec(oracle.label, oracle.name, k, t, t, "oracle"))
+        specs.append(UnitSpec(TWIN, oracle.name, k, t, seeding.twin_seed(t), "twin"))
+        specs += [UnitSpec(c.label, c.name, k, t, t, "strategy") for c in config.strategies[1:]]
+    for j in range(1, max(0, config.n_shadows - (config.replicas - 1)) + 1):
+        s = seeding.shadow_seed(config.seed, j)
+        specs.append(UnitSpec(f"{ORACLE} (shadow {j})", oracle.name, 1, s, s, "shadow"))
+    return specs
+
+
+def _choice(config: RunConfig, spec: UnitSpec) -> StrategyChoice:
+    if spec.role != "strategy":
+        return config.strategies[0]
+    return next(c for c in config.strategies if c.label == spec.label)
+
+
+def _run_unit(spec: UnitSpec, config: RunConfig, out: Path, data: Dataset, steps: Sequence[Step],
+              device: torch.device, plugins: Sequence[BasePlugin], *, resume: bool, progress: bool,
+              checkpoints: bool) -> Unit:
+    """One unit over the events (from its last checkpoint when resuming); its margins file at the end."""
+    unit = Unit(spec)
+    strategy = build_strategy(_choice(config, spec), config.scenario, data, config.seed, device, plugins,
+                              init_seed=spec.init_seed, order_seed=spec.order_seed)
+    start = 0
+    ckpt = latest_checkpoint(out, spec) if resume else None
+    if ckpt is not None:
+        state = load_checkpoint(ckpt)
+        strategy.load_state_dict(state["strategy"])
+        unit.records = [EventRecord.from_state(r) for r in state["records"]]
+        unit.error = state.get("error")
+        start = state["event_index"] + 1
+    name = spec.label if config.replicas == 1 or spec.role == "shadow" else f"{spec.label} [{spec.replica}]"
+    bar = _progress(name, len(steps), start) if progress else None
+    try:
+        if unit.error is None:
+            for rec in run_events(strategy, steps, data, seed=spec.init_seed, start=start):
+                _check_finite(strategy)
+                unit.records.append(rec)
+                if checkpoints:
+                    save_checkpoint(out, spec, len(unit.records) - 1, _ckpt_payload(strategy, unit))
+                if bar is not None:
+                    bar.update(1)
+    except DivergenceError as e:
+        step = steps[len(unit.records)]
+        unit.error = f"stopped at step {step.index} ({step.kind}): {e}"
+        print(f"clu: {name}: {unit.error}", file=sys.stderr)
+        if checkpoints and unit.records:  # mark the last good checkpoint as final (its state, not the NaNs)
+            last = checkpoint_path(out, spec, len(unit.records) - 1)
+            payload = load_checkpoint(last) if last.exists() else _ckpt_payload(strategy, unit)
+            payload.pop("event_index", None)
+            save_checkpoint(out, spec, len(unit.records) - 1, {**payload, "error": unit.error})
+    finally:
+        if bar is not None:
+            bar.close()
+    if spec.role == "oracle" and unit.error is not None:
+        raise ConfigError(f"the oracle failed: {unit.error}", key=ORACLE)
+    write_margins(out, unit)
+    return unit
+
+
+def _write(out: Path, config: RunConfig, units: Sequence[Unit]) -> dict[str, Any]:
+    joined = join(units, shadows=config.n_shadows, klom_bins=config.scenario.evaluation.klom_bins)
+    return write_run(out, config.scenario.name, config.seed, joined)
+
+
+def _errors(units: Sequence[Unit]) -> dict[str, str]:
+    """Label → why it stopped early (``replica k: ...`` when the run has several replicas)."""
+    errors: dict[str, str] = {}
+    for u in units:
+        if u.error:
+            text = u.error if u.spec.replica == 1 else f"replica {u.spec.replica}: {u.error}"
+            errors[u.spec.label] = f"{errors[u.spec.label]}; {text}" if u.spec.label in errors else text
+    return errors
 
 
 def _check_run_args(config: Any, out: Any, resume: Any, threads: Any) -> None:
@@ -168,8 +213,8 @@ def _check_finite(strategy: CLUStrategy) -> None:
             raise DivergenceError(f"{strategy.name}: the weights became non-finite ({name}; diverged)")
 
 
-def _ckpt_payload(strategy: CLUStrategy, res: StrategyResult) -> dict[str, Any]:
-    return {"strategy": strategy.state_dict(), "records": [r.to_state() for r in res.records], "error": res.error}
+def _ckpt_payload(strategy: CLUStrategy, unit: Unit) -> dict[str, Any]:
+    return {"strategy": strategy.state_dict(), "records": [r.to_state() for r in unit.records], "error": unit.error}
 
 
 def _progress(label: str, total: int, start: int) -> tqdm:
@@ -177,4 +222,4 @@ def _progress(label: str, total: int, start: int) -> tqdm:
                 bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} events [{elapsed}]")
 
 
-__all__ = ["Summary", "run"]
+__all__ = ["Summary", "plan_units", "run"]

@@ -16,7 +16,7 @@ import numpy as np
 from clu import seeding
 from clu.config import ConfigError, check, from_dict, read_toml
 from clu.events import Event, LearnTask, RequestKind, UnlearnRequest
-from clu.specs import DataSpec, ModelSpec
+from clu.specs import DataSpec, EvaluationSpec, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,7 @@ class ScenarioSpec:
     split: SplitSpec = field(default_factory=SplitSpec)
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
+    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
 
     def validate(self) -> None:
         check(bool(self.name.strip()), "name", "must not be empty")

@@ -1,4 +1,4 @@
-"""The ``[data]`` and ``[model]`` tables of a scenario file.
+"""The ``[data]``, ``[model]`` and ``[evaluation]`` tables of a scenario file.
 
 Kept free of torch so that reading and validating scenario files (``clu events``, ``clu scenarios``,
 ``import clu``) stays fast; :mod:`clu.data` and :mod:`clu.models` build the real things from them.
@@ -64,3 +64,17 @@ class ModelSpec:
     def validate(self) -> None:
         check(all(h > 0 for h in self.hidden), "hidden", f"widths must be positive, got {list(self.hidden)}")
         check(self.width > 0, "width", f"must be positive, got {self.width}")
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """How a run is evaluated beyond the per-event metrics (the ``[evaluation]`` table of a scenario file)."""
+
+    shadows: int = 0
+    """Shadow oracles of the per-example membership attack (LiRA); 0 = no attack (``--shadows`` overrides)."""
+    klom_bins: int = 20
+    """Histogram bins of KLoM (KL to the oracle's distribution of margins over replicas)."""
+
+    def validate(self) -> None:
+        check(self.shadows >= 0, "shadows", f"must be >= 0, got {self.shadows}")
+        check(self.klom_bins >= 2, "klom_bins", f"must be at least 2, got {self.klom_bins}")

@@ -1,7 +1,8 @@
 """Pure functions from a strategy's event records (and the oracle's) to gaps and whole-run figures (DESIGN §8).
 
-``clu run``, ``clu sweep`` and the plots all go through these: the gap to the oracle and ``AvgGap``
-(:func:`with_gaps`), their mean over events (:func:`avg_gap_mean`), the unlearn time relative to the oracle
+``clu run``, ``clu sweep`` and the plots all go through these: the gap to the oracle, ``AvgGap`` and
+``AvgGap_L`` (:func:`with_gaps`), their mean over events (:func:`avg_gap_mean`), the request-only figures
+(:func:`request_figures`, :func:`d_avg_gap`), the unlearn time relative to the oracle
 (:func:`unlearn_time_vs_oracle`) and AIA, BWT and forgetting from the accuracy matrix
 (:func:`accuracy_summary`). The metric definitions themselves are in :mod:`clu.metrics`.
 """
@@ -13,22 +14,64 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from clu import metrics as M
-from clu.results import GAPPED, EventRecord, clean
+from clu.results import GAPPED, EventRecord, Step, clean
+
+LIRA = "LiRA_AUC"
 
 
 def with_gaps(values: Mapping[str, float | None], oracle: Mapping[str, float | None]) -> dict[str, float | None]:
-    """``values`` plus ``<metric>_gap`` (absolute difference to the oracle) and ``AvgGap``."""
+    """``values`` plus ``<metric>_gap`` (absolute difference to the oracle), ``AvgGap``, ``LiRA_AUC_gap``, ``AvgGap_L``.
+
+    ``LiRA_AUC_gap`` and ``AvgGap_L`` are None unless ``LiRA_AUC`` is present on both sides.
+    """
     gaps = {m: M.gap(values.get(m), oracle.get(m)) for m in GAPPED}
     out = dict(values)
     out.update({f"{m}_gap": g for m, g in gaps.items()})
     out["AvgGap"] = M.avg_gap(gaps)
+    lira_gap = M.gap(values.get(LIRA), oracle.get(LIRA))
+    out[f"{LIRA}_gap"] = lira_gap
+    out["AvgGap_L"] = None if lira_gap is None else M.avg_gap({**gaps, LIRA: lira_gap}, M.GAP_METRICS_L)
     return out
+
+
+def is_request(kind: str) -> bool:
+    """True for an event that carries an unlearn request (``class``, ``learn+class``, ...)."""
+    return kind != "learn" and kind != "run"
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    vals = [v for v in (clean(x) for x in values) if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def d_avg_gap(records: Sequence[EventRecord]) -> dict[Step, float | None]:
+    """``dAvgGap`` per request event: AvgGap at the event minus AvgGap at the event before it (None if either
+    is missing)."""
+    out: dict[Step, float | None] = {}
+    for prev, rec in zip([None, *records[:-1]], records):
+        if not is_request(rec.kind):
+            continue
+        now = clean(rec.values.get("AvgGap"))
+        before = None if prev is None else clean(prev.values.get("AvgGap"))
+        out[rec.step] = None if now is None or before is None else now - before
+    return out
+
+
+def request_figures(records: Sequence[EventRecord]) -> dict[str, float | None]:
+    """Whole-run ``AvgGap_req``, ``AvgGap_L_mean``, ``AvgGap_L_req`` and ``dAvgGap_mean`` (None where nothing
+    applies)."""
+    requests = [r for r in records if is_request(r.kind)]
+    return {
+        "AvgGap_req": _mean(r.values.get("AvgGap") for r in requests),
+        "AvgGap_L_mean": _mean(r.values.get("AvgGap_L") for r in records),
+        "AvgGap_L_req": _mean(r.values.get("AvgGap_L") for r in requests),
+        "dAvgGap_mean": _mean(d_avg_gap(records).values()),
+    }
 
 
 def avg_gap_mean(avg_gaps: Iterable[float | None]) -> float | None:
     """``AvgGap_mean``: the mean of the per-event AvgGap values that exist; None when none does."""
-    vals = [v for v in (clean(g) for g in avg_gaps) if v is not None]
-    return float(np.mean(vals)) if vals else None
+    return _mean(avg_gaps)
 
 
 def unlearn_time_vs_oracle(records: Sequence[EventRecord], oracle: Sequence[EventRecord]) -> float | None:

@@ -28,7 +28,7 @@ from clu.cli import main
 from clu.config import ConfigError
 from clu.events import LearnTask, UnlearnRequest, to_json
 from clu.paths import SCENARIO_DIR
-from clu.results import load_checkpoint, save_checkpoint
+from clu.checkpoints import load_checkpoint, save_checkpoint
 from clu.strategies import STRATEGIES, StrategyConfig, StrategyEntry, register
 from clu.strategies.er import ER
 
@@ -249,10 +249,12 @@ def test_untouched_runs_of_every_strategy_pass(real_runs: dict[str, Path], scena
     report = audit_run(run)
     assert report.ok, report.render()
     labels = {p.name for p in (run / "checkpoints").iterdir()}
+    extra = {"retrain-twin", *(f"retrain-shadow-{j}" for j in range(1, 9))}  # the floor and the attack's shadows
+    assert {p.name for p in (run / "margins").iterdir()} == labels  # margins files are scanned like the rest
     if scenario == "digits-class":
-        assert labels == {n for n, e in STRATEGIES.items() if not e.task_aware_only}
+        assert labels == {n for n, e in STRATEGIES.items() if not e.task_aware_only} | extra
     else:
-        assert labels == {"retrain", "clpu_derpp", "retrain_stream", "er"}
+        assert labels == {"retrain", "clpu_derpp", "retrain_stream", "er"} | extra
         # clpu_derpp's per-id store is really there to be scanned
         last = sorted((run / "checkpoints/clpu_derpp").glob("*.pt"))[-1]
         assert load_checkpoint(last)["strategy"]["logits_by_id"]

@@ -1,6 +1,6 @@
 """Per-event evaluation (DESIGN §8) on a hand-made dataset and a fake model with hand-computed numbers.
 
-Gaps to the oracle and the whole-run figures are tested in test_summary."""
+Gaps to the oracle and the whole-run figures are tested in test_summary; KL, LiRA and KLoM in test_joint."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from clu.data.base import Dataset
-from clu.evaluation import StreamState, evaluate
+from clu.evaluation import StreamState, attack_margins, attack_set, evaluate, event_margins
 from clu.events import LearnTask, Step, UnlearnRequest
 
 K = 6  # classes 0..5; tasks (0,1) (2,3) (4,5)
@@ -122,7 +122,7 @@ def test_evaluate_after_first_learn():
     assert values["FA"] is None and values["FA_test"] is None  # nothing forgotten yet
     assert values["NA"] == pytest.approx(0.5)  # the newest task is the only one
     assert values["OA"] is None  # no earlier task
-    assert values["MIA"] is None and values["KL"] is None  # nothing to attack, no oracle
+    assert values["MIA"] is None and "KL" not in values  # nothing to attack; KL is the join's
     assert per_task == {0: pytest.approx(0.5)}
     assert probs.shape[0] == 0
 
@@ -162,14 +162,26 @@ def test_evaluate_after_a_later_learn():
     assert per_task == {0: pytest.approx(0.5), 1: pytest.approx(0.75), 2: pytest.approx(0.75)}
 
 
-def test_evaluate_kl_to_the_oracle():
-    oracle = np.full((4, K), 1 / K)  # the oracle is uniform on the forgotten samples
-    values, _, _ = _evaluate(3, oracle_forget_probs=oracle)
-    # KL(uniform || softmax(5 * onehot)) = -log K - (1/K) * (5 - K log(e^5 + K - 1)), the same for every row
-    expected = -math.log(K) - (SCALE - K * math.log(math.exp(SCALE) + K - 1)) / K
-    assert values["KL"] == pytest.approx(expected)
-    values, _, probs = _evaluate(3, oracle_forget_probs=_evaluate(3)[2])
-    assert values["KL"] == pytest.approx(0.0, abs=1e-12)
+def test_attack_set_members_and_same_class_test_samples():
+    members, nonmembers = attack_set(state_after(2), DATA)
+    assert members.size == 0 and nonmembers.size == 0  # nothing forgotten yet
+    members, nonmembers = attack_set(state_after(3), DATA)
+    assert members.tolist() == [4, 5, 6, 7] and nonmembers.tolist() == [2, 3]  # class 1's test samples
+    s = state_after(2)
+    s.apply(Step(2, None, UnlearnRequest(2, "random_sample", (), (9, 1, 14), 0)))
+    members, nonmembers = attack_set(s, DATA)
+    assert members.tolist() == [1, 9, 14] and nonmembers.tolist() == [0, 1, 4, 5, 6, 7]  # classes 0, 2, 3
+
+
+def test_attack_margins_are_the_true_class_logit_minus_the_others_lse():
+    members, nonmembers = attack_set(state_after(3), DATA)
+    phi = attack_margins(fake_logits, DATA, members, nonmembers, torch.device("cpu"))
+    right = SCALE - math.log(K - 1)  # true logit 5, five others at 0
+    wrong = 0.0 - math.log(math.exp(SCALE) + K - 2)  # true logit 0, others: one 5 and four 0
+    # members 4, 5, 6, 7 (5, 6 wrong); non-members test 2, 3 (102 wrong)
+    np.testing.assert_allclose(phi, [right, wrong, wrong, right, wrong, right])
+    m = event_margins(fake_logits, DATA, state_after(3), np.ones((4, K)), torch.device("cpu"), before=phi[::-1])
+    assert m.n_members == 4 and np.array_equal(m.phi, phi) and np.array_equal(m.before, phi[::-1])
 
 
 def test_evaluate_random_sample_request_has_no_fa_test():

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from clu.metrics import (
     GAP_METRICS,
+    GAP_METRICS_L,
     accuracy,
     average_incremental_accuracy,
     avg_gap,
@@ -19,6 +20,8 @@ from clu.metrics import (
     forgetting,
     gap,
     kl_divergence,
+    klom,
+    klom_summary,
 )
 
 NAN = float("nan")
@@ -230,3 +233,62 @@ def test_class_balanced_indices_counts_match(a: list[int], b: list[int], seed: i
         expect = min(int(np.sum(y_a == c)), int(np.sum(y_b == c)))
         assert int(np.sum(y_a[ia] == c)) == expect
         assert int(np.sum(y_b[ib] == c)) == expect
+
+
+# --- AvgGap_L, KLoM -------------------------------------------------------------------------
+
+
+def test_avg_gap_l_uses_lira_in_place_of_mia() -> None:
+    gaps = {"TA": 0.1, "RA": 0.2, "FA": 0.3, "MIA": 0.9, "LiRA_AUC": 0.2}
+    assert avg_gap(gaps) == pytest.approx((0.1 + 0.2 + 0.3 + 0.9) / 4)
+    assert avg_gap(gaps, GAP_METRICS_L) == pytest.approx((0.1 + 0.2 + 0.3 + 0.2) / 4)
+
+
+def test_klom_hand_made_histograms() -> None:
+    # sample 0: oracle {0, 0, 1, 1}, method {0, 0, 0, 1}; 2 bins over [0, 1] -> p = (1/2, 1/2), q = (3/4, 1/4)
+    # sample 1: identical sets -> 0
+    oracle = np.array([[0.0, 5.0], [0.0, 6.0], [1.0, 5.0], [1.0, 6.0]])
+    method = np.array([[0.0, 5.0], [0.0, 6.0], [0.0, 5.0], [1.0, 6.0]])
+    want = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)
+    assert klom(oracle, method, bins=2) == pytest.approx([want, 0.0])
+    assert want == pytest.approx(0.143841, abs=1e-6)
+
+
+def test_klom_empty_bins_get_eps_and_are_renormalised() -> None:
+    # oracle all in bin 0, method all in bin 1 (2 bins over [0, 1]): p = (1, e)/(1+e), q = (e, 1)/(1+e)
+    e = 1e-6
+    p = np.array([1.0, e]) / (1 + e)
+    q = np.array([e, 1.0]) / (1 + e)
+    want = float(np.sum(p * np.log(p / q)))
+    got = klom(np.array([[0.0], [0.0], [0.0]]), np.array([[1.0], [1.0]]), bins=2, eps=e)
+    assert got == pytest.approx([want])
+    assert want == pytest.approx(math.log(1 / e) * (1 - e) / (1 + e), rel=1e-9)
+
+
+def test_klom_pooled_range_and_unequal_replica_counts() -> None:
+    # pooled range [0, 4], 4 bins of width 1: oracle (0, 1) -> bins 0, 1; method (3, 4) -> bins 3, 3
+    # (the top edge falls in the last bin)
+    got = klom(np.array([[0.0], [1.0]]), np.array([[3.0], [4.0], [4.0]]), bins=4, eps=1e-6)
+    e = 1e-6
+    p = np.array([0.5, 0.5, e, e]); p /= p.sum()
+    q = np.array([e, e, e, 1.0]); q /= q.sum()
+    assert got == pytest.approx([float(np.sum(p * np.log(p / q)))])
+    # a zero-width range: everything in one bin on both sides -> 0
+    assert klom(np.full((3, 2), 7.0), np.full((2, 2), 7.0)) == pytest.approx([0.0, 0.0])
+    with pytest.raises(ValueError, match="klom"):
+        klom(np.zeros((2, 3)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="klom"):
+        klom(np.zeros((0, 3)), np.zeros((2, 3)))
+
+
+def test_klom_is_nonnegative_and_zero_for_the_same_distribution() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 50))
+    assert np.all(klom(x, rng.normal(2, 1, size=(16, 50))) >= 0)
+    assert klom(x, x) == pytest.approx(np.zeros(50))
+
+
+def test_klom_summary() -> None:
+    v = np.arange(101, dtype=float)  # mean 50, 95th percentile 95
+    assert klom_summary(v) == pytest.approx({"KLoM": 50.0, "KLoM_p95": 95.0})
+    assert klom_summary(np.array([])) == {"KLoM": None, "KLoM_p95": None}

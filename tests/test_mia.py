@@ -1,4 +1,4 @@
-"""Unit tests for clu.mia (DESIGN §8: MIA, MIA_attack_acc, MIA_thr)."""
+"""Unit tests for clu.mia (DESIGN §8: MIA, MIA_attack_acc, MIA_thr; offline LiRA)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
-from clu.mia import MIAResult, entropy_mia, softmax_entropy
+from clu.mia import MIAResult, entropy_mia, lira_metrics, lira_scores, margins, softmax_entropy, tpr_at_fpr
+from clu.models import MLP
 
 C = 10
 
@@ -146,3 +148,123 @@ def test_result_is_frozen() -> None:
     res = MIAResult(0.5, 0.5, 0.5)
     with pytest.raises(dataclasses.FrozenInstanceError):
         res.member_rate = 0.1  # type: ignore[misc]
+
+
+# --- offline LiRA -----------------------------------------------------------------------------
+
+
+def test_margins_hand_computed() -> None:
+    logits = np.array([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 3.0, 1.0]])
+    labels = np.array([0, 1, 2])
+    phi = margins(logits, labels)
+    # row 0: 2 - log(e + 1) = 0.686738; row 1: 0 - log 2; row 2: 1 - log(1 + e^3) = -2.048587
+    assert phi == pytest.approx([2 - math.log(math.e + 1), -math.log(2), 1 - math.log(1 + math.e**3)])
+    # equals log(p / (1 - p)) of the softmax
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    py = p[np.arange(3), labels]
+    assert phi == pytest.approx(np.log(py / (1 - py)))
+    assert phi.dtype == np.float64
+
+
+def test_margins_are_stable_for_huge_logits() -> None:
+    phi = margins(np.array([[1000.0, 0.0], [0.0, 1000.0]], dtype=np.float32), np.array([0, 0]))
+    assert phi == pytest.approx([1000.0, -1000.0])
+    assert margins(np.empty((0, 3)), np.empty(0, dtype=int)).shape == (0,)
+    with pytest.raises(ValueError, match="labels"):
+        margins(np.zeros((2, 3)), np.array([0]))
+
+
+def test_lira_scores_global_variance_below_16_shadows() -> None:
+    shadows = np.array([[0.0, 10.0], [2.0, 12.0]])  # mu = (1, 11); residuals all ±1 -> global sigma 1
+    assert lira_scores(np.array([3.0, 11.0]), shadows) == pytest.approx([2.0, 0.0])
+
+
+def test_lira_scores_per_example_variance_from_16_shadows() -> None:
+    # example 0: shadows ±1 around 0 (sigma 1); example 1: ±4 around 0 (sigma 4)
+    signs = np.array([1.0, -1.0] * 8)
+    shadows = np.stack([signs, 4 * signs], axis=1)
+    assert lira_scores(np.array([2.0, 2.0]), shadows) == pytest.approx([2.0, 0.5])
+    # with 15 of them the variance is pooled: sigma^2 = (15 * 1 + 15 * 16) / 30 -> same sigma for both
+    s15 = np.concatenate([shadows[:14], [[0.0, 0.0]]])
+    sc = lira_scores(np.array([2.0, 2.0]), s15)
+    assert sc[0] == pytest.approx(sc[1])
+    with pytest.raises(ValueError, match="shadow"):
+        lira_scores(np.zeros(2), np.empty((0, 2)))
+
+
+def test_lira_metrics_on_gaussian_scores_match_the_theory() -> None:
+    # members N(d, 1), non-members N(0, 1): AUC = Phi(d / sqrt 2), TPR at FPR a = 1 - Phi(z_{1-a} - d)
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(0)
+    d = 1.0
+    out = lira_metrics(rng.normal(d, 1, 200_000), rng.normal(0, 1, 200_000))
+    assert out["LiRA_AUC"] == pytest.approx(norm.cdf(d / math.sqrt(2)), abs=0.005)
+    assert out["LiRA_TPR1"] == pytest.approx(norm.sf(norm.isf(0.01) - d), abs=0.01)
+    assert out["LiRA_TPR5"] == pytest.approx(norm.sf(norm.isf(0.05) - d), abs=0.01)
+    same = lira_metrics(rng.normal(0, 1, 200_000), rng.normal(0, 1, 200_000))
+    assert same["LiRA_AUC"] == pytest.approx(0.5, abs=0.005)
+    assert same["LiRA_TPR1"] == pytest.approx(0.01, abs=0.003)
+
+
+def test_lira_metrics_hand_computed() -> None:
+    # AUC: pairs (m > n) of members {1, 3} vs non-members {0, 1, 2}: 1 > 0, 1 = 1 (half), 3 > all -> 4.5 / 6
+    out = lira_metrics(np.array([1.0, 3.0]), np.array([0.0, 1.0, 2.0]))
+    assert out["LiRA_AUC"] == pytest.approx(0.75)
+    assert out["LiRA_TPR1"] is None and out["LiRA_TPR5"] is None  # 3 non-members cannot resolve 1 % or 5 %
+    # 20 non-members 0..19: at 5 % one false positive is allowed -> threshold 18 (member iff score > 18)
+    neg = np.arange(20, dtype=float)
+    assert tpr_at_fpr(np.array([18.0, 18.5, 25.0, 0.0]), neg, 0.05) == pytest.approx(0.5)
+    assert tpr_at_fpr(np.array([18.5]), neg, 0.01) is None  # fewer than 100 non-members
+    assert tpr_at_fpr(np.array([]), neg, 0.05) is None
+    empty = lira_metrics(np.array([]), neg)
+    assert empty == {"LiRA_AUC": None, "LiRA_TPR1": None, "LiRA_TPR5": None}
+    assert lira_metrics(np.array([1.0]), np.array([]))["LiRA_AUC"] is None
+
+
+def _train_mlp(x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int = 60) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    order = torch.Generator().manual_seed(seed)
+    model = MLP(x.shape[1], (256, 256), C)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(epochs):
+        for b in torch.randperm(len(y), generator=order).split(64):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[b]), y[b]).backward()
+            opt.step()
+    return model
+
+
+@pytest.mark.slow
+def test_lira_has_power_on_a_memorised_set() -> None:
+    """A model trained with a known set vs 8 shadow retrains without it (issue 11's acceptance case).
+
+    Overlapping Gaussian classes and 60 epochs: the MLP memorises its training points. The attack must
+    find the set (AUC ≥ 0.55, TPR at 1 % FPR ≥ 0.03) and must not find it in an independent retrain.
+    """
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    dim = 32
+    means = rng.normal(0.0, 2.0 / math.sqrt(dim), (C, dim))
+    labels = rng.integers(0, C, 900)
+    x = torch.tensor(means[labels] + rng.normal(0.0, 1.0, (900, dim)), dtype=torch.float32)
+    y = torch.tensor(labels)
+    members, nonmembers, base = np.arange(200), np.arange(200, 600), np.arange(600, 900)
+
+    def phi(model: torch.nn.Module) -> np.ndarray:
+        with torch.no_grad():
+            return margins(model(x).numpy(), labels)
+
+    with_set = np.concatenate([base, members])
+    target = phi(_train_mlp(x[with_set], y[with_set], seed=100))
+    independent = phi(_train_mlp(x[base], y[base], seed=200))
+    shadows = np.stack([phi(_train_mlp(x[base], y[base], seed=300 + j)) for j in range(8)])
+
+    def attack(model_phi: np.ndarray) -> dict[str, float | None]:
+        s = lira_scores(model_phi, shadows)
+        return lira_metrics(s[members], s[nonmembers])
+
+    hit, miss = attack(target), attack(independent)
+    assert hit["LiRA_AUC"] >= 0.55 and hit["LiRA_TPR1"] >= 0.03
+    assert miss["LiRA_AUC"] <= 0.55
+    assert hit["LiRA_TPR1"] >= 3 * miss["LiRA_TPR1"]

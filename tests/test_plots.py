@@ -13,6 +13,8 @@ import pytest
 
 import clu.plots as plots
 from clu.config import ConfigError
+from clu.plots.series import run_series
+from clu.results import TWIN, read_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LABELS = ("ugclu", "er", "retrain")
@@ -43,30 +45,35 @@ def _value(label: str, step: int, metric: str) -> float | None:
     return base
 
 
-def write_run_folder(folder: Path, *, with_summary: bool = True, seeds: tuple[int, ...] = (0,)) -> Path:
-    """A small results folder as clu.runner writes it: metrics.csv (long format) and summary.json."""
+def write_run_folder(folder: Path, *, with_summary: bool = True, seeds: tuple[int, ...] = (0,),
+                     replicas: int = 1, labels: tuple[str, ...] = LABELS) -> Path:
+    """A small results folder as clu.runner writes it: metrics.csv (long format) and summary.json.
+    Replica k adds 0.02 * (k - 1) to every per-event value."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     summary: dict = {"scenario": "toy-class", "seed": seeds[0], "strategies": {}}
-    for label in LABELS:
+    for label in labels:
         per_event = []
-        for seed in seeds:
+        base_label = "retrain" if label == TWIN else label
+        for seed, replica in ((s, k) for s in seeds for k in range(1, replicas + 1)):
             for step, kind, tasks in EVENTS:
                 rec = {"step": step, "kind": kind}
                 for metric in ("TA", "RA", "FA", "FA_test", "NA", "OA", "MIA", "KL", "AvgGap"):
-                    v = _value(label, step, metric)
-                    rows.append([label, seed, step, kind, metric, "" if v is None else repr(v + 0.01 * seed)])
+                    v = _value(base_label, step, metric)
+                    v = None if v is None else v + 0.01 * seed + 0.02 * (replica - 1)
+                    rows.append([label, seed, replica, step, kind, metric, "" if v is None else repr(v)])
                     rec[metric] = v
                 for t in tasks:
                     acc = max(0.0, 0.97 - 0.1 * (step - t) - (0.3 if label == "er" else 0.0))
-                    rows.append([label, seed, step, kind, f"acc_task_{t}", repr(acc)])
+                    rows.append([label, seed, replica, step, kind, f"acc_task_{t}", repr(acc)])
                 per_event.append(rec)
             for metric, v in (("AvgGap_mean", 0.1), ("AIA", 0.9), ("BWT", -0.05), ("Forgetting", 0.05)):
-                rows.append([label, seed, "final", "run", metric, repr(v)])
-        summary["strategies"][label] = {"name": label, "final": {"TA": 0.9}, "per_event": per_event, "time_s": 1.0}
+                rows.append([label, seed, replica, "final", "run", metric, repr(v)])
+        summary["strategies"][label] = {"name": base_label, "final": {"TA": 0.9}, "per_event": per_event,
+                                        "time_s": 1.0}
     with (folder / "metrics.csv").open("w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["strategy", "seed", "step", "event_kind", "metric", "value"])
+        w.writerow(["strategy", "seed", "replica", "step", "event_kind", "metric", "value"])
         w.writerows(rows)
     if with_summary:
         (folder / "summary.json").write_text(json.dumps(summary))
@@ -81,15 +88,15 @@ def write_aggregate(path: Path, scenarios: tuple[str, ...] = ("toy/class",)) -> 
                 for metric in ("TA", "FA", "FA_test", "NA", "OA", "AvgGap"):
                     v = _value(label, step, metric)
                     if v is None:
-                        rows.append([scen, label, step, kind, metric, "", "", 0])
+                        rows.append([scen, label, step, kind, metric, "", "", "", 0])
                     else:
                         std = 0.03 if label != "retrain" else 0.01
-                        rows.append([scen, label, step, kind, metric, repr(v), repr(std), 3])
-            rows.append([scen, label, "final", "run", "AIA", "0.9", "0.02", 3])
+                        rows.append([scen, label, step, kind, metric, repr(v), repr(std), repr(2.5 * std), 3])
+            rows.append([scen, label, "final", "run", "AIA", "0.9", "0.02", "0.05", 3])
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["scenario", "strategy", "step", "event_kind", "metric", "mean", "std", "n"])
+        w.writerow(["scenario", "strategy", "step", "event_kind", "metric", "mean", "std", "ci95", "n"])
         w.writerows(rows)
     return path
 
@@ -146,7 +153,7 @@ def test_missing_metrics_names_the_folder(tmp_path: Path) -> None:
     assert not (empty / "plots").exists()
 
 
-@pytest.mark.parametrize("content", ["", "strategy,seed,step,event_kind,metric,value\n"])
+@pytest.mark.parametrize("content", ["", "strategy,seed,replica,step,event_kind,metric,value\n"])
 def test_empty_metrics_is_a_config_error(tmp_path: Path, content: str) -> None:
     (tmp_path / "metrics.csv").write_text(content)
     with pytest.raises(ConfigError) as err:
@@ -155,7 +162,8 @@ def test_empty_metrics_is_a_config_error(tmp_path: Path, content: str) -> None:
 
 
 def test_malformed_metrics_names_file_and_line(tmp_path: Path) -> None:
-    (tmp_path / "metrics.csv").write_text("strategy,seed,step,event_kind,metric,value\ner,0,zero,learn,TA,0.5\n")
+    (tmp_path / "metrics.csv").write_text(
+        "strategy,seed,replica,step,event_kind,metric,value\ner,0,1,zero,learn,TA,0.5\n")
     with pytest.raises(ConfigError, match="line 2"):
         plots.plot_run(tmp_path)
     (tmp_path / "metrics.csv").write_text("a,b\n1,2\n")
@@ -171,9 +179,9 @@ def test_missing_folder_is_a_config_error(tmp_path: Path) -> None:
 def test_no_unlearning_still_draws(tmp_path: Path) -> None:
     """A learn-only run: FA never applies; the forgetting figure says so instead of failing."""
     (tmp_path / "metrics.csv").write_text(
-        "strategy,seed,step,event_kind,metric,value\n"
-        "er,0,0,learn,NA,0.9\ner,0,0,learn,OA,\ner,0,0,learn,FA,\ner,0,0,learn,acc_task_0,0.9\n"
-        "er,0,1,learn,NA,0.8\ner,0,1,learn,OA,0.7\ner,0,1,learn,acc_task_0,0.7\ner,0,1,learn,acc_task_1,0.8\n"
+        "strategy,seed,replica,step,event_kind,metric,value\n"
+        "er,0,1,0,learn,NA,0.9\ner,0,1,0,learn,OA,\ner,0,1,0,learn,FA,\ner,0,1,0,learn,acc_task_0,0.9\n"
+        "er,0,1,1,learn,NA,0.8\ner,0,1,1,learn,OA,0.7\ner,0,1,1,learn,acc_task_0,0.7\ner,0,1,1,learn,acc_task_1,0.8\n"
     )
     for p in plots.plot_run(tmp_path):
         assert_png(p)
@@ -221,3 +229,23 @@ def test_colours_come_from_a_hash_of_the_name() -> None:
     many = plots.strategy_style([f"m{i}" for i in range(len(PALETTE) + 5)])
     assert len({s.colour for s in many.values()}) == len(PALETTE)  # all colours used before any repeats
     assert all(s.colour != "black" for s in many.values())  # black is the oracle's
+
+
+def test_run_series_keeps_the_replica_range(tmp_path: Path) -> None:
+    run = write_run_folder(tmp_path / "run", replicas=3, labels=("er", TWIN, "retrain"))
+    series = run_series(read_run(run), run)
+    assert series.replicas == 3 and series.subtitle == "seed 0, 3 replicas"
+    assert series.labels[-1] == "retrain" and series.oracle == "retrain"  # the twin (also a retrain) is not it
+    xs, lo, hi = series.spread("retrain", "FA")
+    assert list(xs) == [2, 3, 4]
+    assert lo == pytest.approx([0.0] * 3) and hi == pytest.approx([0.04] * 3)  # replica k adds 0.02 (k - 1)
+    assert series.get("retrain", "FA")[1] == pytest.approx([0.02] * 3)  # the line: the mean over replicas
+    paths = plots.plot_run(run)  # draws the oracle's replica band
+    for p in paths:
+        assert_png(p)
+
+
+def test_the_twin_is_grey_and_dotted_not_the_oracle() -> None:
+    styles = plots.strategy_style(["er", TWIN, "retrain"], {TWIN: "retrain", "retrain": "retrain", "er": "er"})
+    assert styles["retrain"].colour == "black" and styles["retrain"].linestyle == "--"
+    assert styles[TWIN].linestyle == ":" and styles[TWIN].colour not in (styles["er"].colour, "black")

@@ -273,7 +273,7 @@ def test_diverging_strategies_stop_cleanly_keep_rows_and_others_go_on(tmp_path: 
 
     import torch
 
-    from clu.results import load_checkpoint
+    from clu.checkpoints import load_checkpoint
 
     scenario = fast_scenario(tmp_path)
     (tmp_path / "er-lr.toml").write_text('strategy = "er"\nlr = 1e30\n')  # diverges in its first learn event

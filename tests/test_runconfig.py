@@ -44,6 +44,9 @@ def test_round_trip_with_and_without_the_version_stamp(config: RunConfig, tmp_pa
     (lambda t: t.replace('strategy = "er"', 'strategy = "er_gaa"'), "strategies[1]", "unknown strategy"),
     (lambda t: t.replace("unlearn_iters = 7", "unlearn_iters = -7"), "strategies[2].unlearn_iters", "must be >= 0"),
     (lambda t: t.replace("[scenario]", "[scenario]\nbogus = 1"), "scenario.bogus", "unknown key"),
+    (lambda t: t.replace("replicas = 1", "replicas = 0"), "replicas", "whole number >= 1"),
+    (lambda t: t.replace("replicas = 1", "replicas = 1\nshadows = -2"), "shadows", "whole number >= 0"),
+    (lambda t: t.replace("shadows = 0", "shadows = 0\nstride = 2"), "scenario.evaluation.stride", "unknown key"),
 ])
 def test_every_reader_validates_the_same(config: RunConfig, tmp_path: Path, edit, key: str, words: str) -> None:
     text = edit(config.to_toml(versions=False))
@@ -57,6 +60,18 @@ def test_every_reader_validates_the_same(config: RunConfig, tmp_path: Path, edit
 def test_broken_toml_names_the_source() -> None:
     with pytest.raises(ConfigError, match="trial x: not valid TOML"):
         run_config_from_toml("seed = ", "trial x")
+
+
+def test_replicas_and_shadows_round_trip(config: RunConfig, tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(config.to_toml())
+    more = resolve_config(str(tmp_path / "config.toml"), [], None, None, replicas=3, shadows=5)
+    assert (more.replicas, more.shadows, more.n_shadows) == (3, 5, 5)
+    assert run_config_from_toml(more.to_toml(versions=False), "x") == more
+    assert (config.replicas, config.shadows, config.n_shadows) == (1, None, 0)  # the scenario's [evaluation]
+    (tmp_path / "more.toml").write_text(more.to_toml())
+    assert resolve_config(str(tmp_path / "more.toml"), [], None, None).replicas == 3  # a run config's defaults
+    with pytest.raises(ConfigError, match="--shadows"):
+        resolve_config(str(tmp_path / "config.toml"), [], None, None, shadows=-1)
 
 
 def test_resolve_config_from_a_run_config(config: RunConfig, tmp_path: Path) -> None:

@@ -21,13 +21,13 @@ from clu import RunConfig, resolve_config, run
 from clu.config import ConfigError
 from clu.events import to_json
 from clu.report import run_table
-from clu.results import read_run
+from clu.results import FINAL_CSV_METRICS, read_run
 from clu.runconfig import load_run_config
 from clu.scenario import events_for
 from tiny import TINY
 
 UGCLU_SHORT = 'strategy = "ugclu"\nlabel = "ugclu"\nunlearn_iters = 10\n'
-LABELS = ["retrain", "er", "ugclu"]
+LABELS = ["retrain", "retrain (twin)", "er", "ugclu"]
 PER_EVENT_KEYS = {
     "step", "kind", "TA", "RA", "FA", "FA_test", "MIA",
     "TA_gap", "RA_gap", "FA_gap", "FA_test_gap", "MIA_gap", "AvgGap", "time_s",
@@ -67,10 +67,11 @@ def _csv(path: Path) -> list[list[str]]:
 
 
 def test_resolve_config_puts_the_oracle_first(config, files):
-    assert [c.label for c in config.strategies] == LABELS
+    assert [c.label for c in config.strategies] == ["retrain", "er", "ugclu"]  # the twin is a unit, not a choice
     assert [c.name for c in config.strategies] == ["retrain", "er", "ugclu"]
     assert config.strategies[2].config.unlearn_iters == 10  # the preset file's override
     assert (config.seed, config.device, config.scenario.name) == (0, "cpu", "tiny")
+    assert (config.replicas, config.shadows, config.n_shadows) == (1, None, 0)
     only = resolve_config(str(files["scenario"]), ["retrain"], None, None)
     assert [c.label for c in only.strategies] == ["retrain"] and only.seed == 0 and only.device == "auto"
 
@@ -82,6 +83,11 @@ def test_resolve_config_refuses_bad_strategy_lists(files):
         resolve_config(str(files["scenario"]), ["clpu_derpp"], 0, "cpu")
     with pytest.raises(ConfigError, match="er_magic"):
         resolve_config(str(files["scenario"]), ["er_magic"], 0, "cpu")
+    (files["dir"] / "twin.toml").write_text('strategy = "er"\nlabel = "retrain (twin)"\n')
+    with pytest.raises(ConfigError, match="reserved"):
+        resolve_config(str(files["scenario"]), [str(files["dir"] / "twin.toml")], 0, "cpu")
+    with pytest.raises(ConfigError, match=">= 1"):
+        resolve_config(str(files["scenario"]), ["er"], 0, "cpu", replicas=0)
 
 
 def test_run_refuses_a_non_empty_out(files, config):
@@ -120,16 +126,22 @@ def test_events_jsonl_is_the_event_stream(result, config):
 def test_metrics_csv_long_format(result):
     out, summary = result
     rows = _csv(out / "metrics.csv")
-    assert rows[0] == ["strategy", "seed", "step", "event_kind", "metric", "value"]
+    assert rows[0] == ["strategy", "seed", "replica", "step", "event_kind", "metric", "value"]
     body = rows[1:]
-    assert body and all(len(r) == 6 for r in body)
+    assert body and all(len(r) == 7 for r in body)
     assert {r[0] for r in body} == set(LABELS)
     assert {r[1] for r in body} == {"0"}
-    assert "time_s" not in {r[4] for r in body}  # wall-clock time lives in timings.csv
+    assert "time_s" not in {r[5] for r in body}  # wall-clock time lives in timings.csv
+    # KLoM: cross-replica rows of the twin and the strategies, null with one replica
+    cross = [r for r in body if r[2] == "all"]
+    assert {r[0] for r in cross} == set(LABELS[1:]) and {r[5] for r in cross} == {"KLoM", "KLoM_p95"}
+    assert {r[3] for r in cross} == {"2", "4"} and {r[6] for r in cross} == {""}
+    body = [r for r in body if r[2] == "1"]
+    assert len(body) == len(rows) - 1 - len(cross)
     # every per-event value of summary.json is in metrics.csv, exactly
     per_event = {(label, str(e["step"])): e for label, s in summary.data["strategies"].items() for e in s["per_event"]}
     seen = 0
-    for label, _seed, step, kind, metric, value in body:
+    for label, _seed, _replica, step, kind, metric, value in body:
         if step == "final":
             assert kind == "run"
             continue
@@ -144,10 +156,10 @@ def test_metrics_csv_long_format(result):
 def test_timings_csv(result, config):
     out, _ = result
     rows = _csv(out / "timings.csv")
-    assert rows[0] == ["strategy", "seed", "step", "event_kind", "time_s"]
+    assert rows[0] == ["strategy", "seed", "replica", "step", "event_kind", "time_s"]
     n_steps = len({e.step for e in events_for(config.scenario, config.seed)})
     assert len(rows) - 1 == n_steps * len(LABELS)
-    assert all(float(r[4]) >= 0 for r in rows[1:])
+    assert all(float(r[5]) >= 0 for r in rows[1:])
 
 
 def test_summary_json_structure(result, config):
@@ -159,7 +171,7 @@ def test_summary_json_structure(result, config):
     kinds = ["learn", "learn", "class", "learn", "class"]
     for label, s in data["strategies"].items():
         assert {"final", "per_event", "time_s"} <= set(s)
-        assert "error" not in s
+        assert "error" not in s and s["replicas"] == 1 and "per_replica" not in s
         assert [e["kind"] for e in s["per_event"]] == kinds
         assert [e["step"] for e in s["per_event"]] == list(range(5))
         assert s["time_s"] == pytest.approx(sum(e["time_s"] for e in s["per_event"]), abs=1e-5)
@@ -201,27 +213,27 @@ def test_read_run_gives_back_what_the_run_recorded(result):
     out, summary = result
     data = read_run(out)
     assert (data.scenario, data.seed) == ("tiny", 0)
-    assert [(s.label, s.name, s.seed) for s in data.strategies] == [(lab, lab, 0) for lab in LABELS]
-    for s in data.strategies:
+    names = {"retrain (twin)": "retrain"}
+    assert [(s.label, s.name, s.seed, s.replica) for s in data.strategies if s.replica == 1] == [
+        (lab, names.get(lab, lab), 0, 1) for lab in LABELS]
+    for s in (s for s in data.strategies if s.replica == 1):
         entry = summary.data["strategies"][s.label]
         assert [(r.step, r.kind) for r in s.records] == [(e["step"], e["kind"]) for e in entry["per_event"]]
         for r, e in zip(s.records, entry["per_event"]):
             assert {m: r.values[m] for m in PER_EVENT_KEYS - {"step", "kind", "time_s"}} == {
                 m: e[m] for m in PER_EVENT_KEYS - {"step", "kind", "time_s"}}
             assert r.time_s == e["time_s"] and r.per_task and all(isinstance(t, int) for t in r.per_task)
-        assert s.final == {m: entry["final"][m] for m in ("AvgGap_mean", "AIA", "BWT", "Forgetting")}
+        assert s.final == {m: entry["final"][m] for m in FINAL_CSV_METRICS}
 
 
 def test_run_table_one_row_per_strategy(result):
     _, summary = result
     text = run_table(summary.data)
     lines = text.splitlines()
-    rows = [line for line in lines if line.split() and line.split()[0] in LABELS]
-    assert [r.split()[0] for r in rows] == LABELS
-    assert lines[0].split() == ["strategy", "TA", "FA", "MIA", "AvgGap", "time_s"]
+    rows = {lab: next(line for line in lines if line.startswith(lab + " ")) for lab in LABELS}
+    assert [lines.index(rows[lab]) for lab in LABELS] == sorted(lines.index(rows[lab]) for lab in LABELS)
     ta = summary.data["strategies"]["er"]["final"]["TA"]
-    assert f"{100 * ta:.1f}" in rows[1]
-    assert rows[0].split()[4] == "0.00"  # the oracle's mean AvgGap
+    assert f"{100 * ta:.1f}" in rows["er"]
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -241,7 +253,7 @@ def test_clu_run_config_toml_reproduces_metrics_byte_for_byte(result, files):
     assert (again / "events.jsonl").read_bytes() == (out / "events.jsonl").read_bytes()
     assert load_run_config(again / "config.toml") == load_run_config(out / "config.toml")
     for label in LABELS:  # the table names every strategy
-        assert any(line.split()[:1] == [label] for line in proc.stdout.splitlines()), proc.stdout
+        assert any(line.startswith(label + " ") for line in proc.stdout.splitlines()), proc.stdout
     rerun = json.loads((again / "summary.json").read_text())
 
     def without_time(d):

@@ -106,6 +106,24 @@ def test_the_ready_files_exist() -> None:
     assert {"cifar10-class", "cifar100-5x20", "cifar100-10x10", "tinyimagenet-10x20"} <= names
 
 
+def test_the_cpu_files_evaluate_with_eight_shadows() -> None:
+    for path in SCENARIO_FILES:
+        shadows = load_scenario(path).evaluation.shadows
+        assert shadows == (8 if path.stem.startswith(("digits-", "mnist5k-")) else 0), path.stem
+
+
+def test_the_evaluation_table() -> None:
+    base = {"name": "x", "data": {"name": "digits"}}
+    spec = scenario_from_dict({**base, "evaluation": {"shadows": 4, "klom_bins": 10}})
+    assert (spec.evaluation.shadows, spec.evaluation.klom_bins) == (4, 10)
+    assert scenario_from_dict(base).evaluation.shadows == 0
+    for table, key in (({"shadowz": 1}, "evaluation.shadowz"), ({"shadows": -1}, "evaluation.shadows"),
+                       ({"klom_bins": 1}, "evaluation.klom_bins")):
+        with pytest.raises(ConfigError) as e:
+            scenario_from_dict({**base, "evaluation": table})
+        assert key in str(e.value)
+
+
 def test_every_ready_stream_obeys_the_rules(ready) -> None:
     assert {"digits-class", "mnist5k-task-aware"} <= set(ready)
     for name, (spec, events, data) in ready.items():

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from clu import seeding
@@ -65,3 +66,15 @@ def test_seeding_is_light():
     code = "import sys, clu.seeding; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:3])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_training_twin_and_shadow_seeds():
+    """Replica 1 trains with the scenario seed; every derived seed is stable, in [0, 2**31) and distinct."""
+    assert seeding.training_seed(7, 1) == 7
+    derived = [seeding.training_seed(s, k) for s in range(4) for k in range(2, 6)]
+    derived += [seeding.twin_seed(s) for s in range(4)] + [seeding.shadow_seed(s, j) for s in range(4) for j in (1, 2)]
+    assert len(set(derived)) == len(derived) and all(0 <= x < 2**31 for x in derived)
+    assert seeding.training_seed(3, 2) == 2142889230  # the derivation is part of the results: never change it
+    for bad in (lambda: seeding.training_seed(0, 0), lambda: seeding.shadow_seed(0, 0)):
+        with pytest.raises(ValueError):
+            bad()

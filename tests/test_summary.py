@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from clu.results import GAPPED, EventRecord
-from clu.summary import accuracy_summary, avg_gap_mean, final_metrics, unlearn_time_vs_oracle, with_gaps
+from clu.summary import (
+    accuracy_summary,
+    avg_gap_mean,
+    d_avg_gap,
+    final_metrics,
+    request_figures,
+    unlearn_time_vs_oracle,
+    with_gaps,
+)
 
 
 def rec(step: int, kind: str, time_s: float | None = 1.0, per_task: dict | None = None, **values: float | None):
@@ -26,7 +34,8 @@ def test_with_gaps_hand_computed():
     assert out["MIA_gap"] == pytest.approx(0.2)
     # AvgGap averages the gaps of TA, RA, FA, MIA (DESIGN §8), not FA_test
     assert out["AvgGap"] == pytest.approx((0.1 + 0.1 + 0.5 + 0.2) / 4)
-    assert {k for k in out if k.endswith("_gap")} == {f"{m}_gap" for m in GAPPED}
+    assert {k for k in out if k.endswith("_gap")} == {f"{m}_gap" for m in GAPPED} | {"LiRA_AUC_gap"}
+    assert out["LiRA_AUC_gap"] is None and out["AvgGap_L"] is None  # no LiRA on either side
     for k, v in values.items():
         assert out[k] == v  # the values themselves are untouched
     assert "NA_gap" not in out
@@ -105,3 +114,49 @@ def test_final_metrics():
     assert out["unlearn_time_vs_oracle"] == 0.25 and out["time_s"] == 2.0
     empty = final_metrics([])
     assert empty["AvgGap_mean"] is None and empty["AIA"] is None and empty["time_s"] == 0
+
+
+# ------------------------------------------------------------------------------- LiRA gap, AvgGap_L
+
+
+def test_with_gaps_lira_gap_and_avg_gap_l():
+    values = {"TA": 0.8, "RA": 0.9, "FA": 0.5, "MIA": 0.3, "LiRA_AUC": 0.62}
+    oracle = {"TA": 0.9, "RA": 1.0, "FA": 0.0, "MIA": 0.1, "LiRA_AUC": 0.5}
+    out = with_gaps(values, oracle)
+    assert out["LiRA_AUC_gap"] == pytest.approx(0.12)
+    assert out["AvgGap"] == pytest.approx((0.1 + 0.1 + 0.5 + 0.2) / 4)  # unchanged: SFR-on's AvgGap
+    assert out["AvgGap_L"] == pytest.approx((0.1 + 0.1 + 0.5 + 0.12) / 4)
+    one_sided = with_gaps(values, {**oracle, "LiRA_AUC": None})
+    assert one_sided["LiRA_AUC_gap"] is None and one_sided["AvgGap_L"] is None
+
+
+# ------------------------------------------------------------------------------ request-only figures
+
+
+def _stream():
+    return [
+        rec(0, "learn", AvgGap=0.10, AvgGap_L=0.20),
+        rec(1, "learn", AvgGap=0.30, AvgGap_L=0.30),
+        rec(2, "class", AvgGap=0.50, AvgGap_L=0.10),
+        rec(3, "learn", AvgGap=0.20, AvgGap_L=None),
+        rec(4, "learn+random_sample", AvgGap=0.10, AvgGap_L=0.40),
+    ]
+
+
+def test_d_avg_gap_is_the_requests_own_effect():
+    d = d_avg_gap(_stream())
+    assert set(d) == {2, 4}
+    assert d[2] == pytest.approx(0.50 - 0.30)
+    assert d[4] == pytest.approx(0.10 - 0.20)
+    assert d_avg_gap([rec(0, "class", AvgGap=0.1)]) == {0: None}  # no event before it
+    assert d_avg_gap([rec(0, "learn", AvgGap=None), rec(1, "class", AvgGap=0.1)]) == {1: None}
+
+
+def test_request_figures_hand_computed():
+    out = request_figures(_stream())
+    assert out["AvgGap_req"] == pytest.approx((0.50 + 0.10) / 2)
+    assert out["AvgGap_L_mean"] == pytest.approx((0.20 + 0.30 + 0.10 + 0.40) / 4)
+    assert out["AvgGap_L_req"] == pytest.approx((0.10 + 0.40) / 2)
+    assert out["dAvgGap_mean"] == pytest.approx((0.20 - 0.10) / 2)
+    learn_only = request_figures([rec(0, "learn", AvgGap=0.1)])
+    assert learn_only == {"AvgGap_req": None, "AvgGap_L_mean": None, "AvgGap_L_req": None, "dAvgGap_mean": None}

@@ -2,14 +2,16 @@
 
 ``plot_run(run_dir)`` reads a run folder through :func:`clu.results.read_run` (``metrics.csv``, and
 ``summary.json`` when present, for the scenario name and the strategies' registry names) and writes
-``plots/stability_plasticity.png``, ``plots/forgetting.png`` and ``plots/accuracy_matrix.png``.
+``plots/stability_plasticity.png``, ``plots/forgetting.png`` and ``plots/accuracy_matrix.png``; with R > 1
+training replicas the lines are the mean over replicas and the oracle's min–max over them is a hatched band
+(the floor a reader compares against).
 ``plot_sweep(aggregate_csv, out_dir)`` draws the same stability/plasticity and forgetting figures per scenario
 from a sweep's ``aggregate.csv`` (:func:`clu.results.read_aggregate`), with ± std bands over seeds.
 
 Figures are sized for a two-column paper (7 in wide, 150 dpi, fonts ≥ 8 pt); a strategy keeps its colour and
-marker in every figure (:mod:`clu.plots.style`) and the oracle is always black and dashed. Accuracies are
-shown in %. Every PNG is written to a temporary file in the target folder and renamed, so a reader never sees
-half a figure.
+marker in every figure (:mod:`clu.plots.style`), the oracle is always black and dashed, its twin grey and
+dotted. Accuracies are shown in %. Every PNG is written to a temporary file in the target folder and renamed,
+so a reader never sees half a figure.
 
 Only this package imports matplotlib (``import clu`` does not). It selects the non-interactive Agg backend and
 draws through ``matplotlib.figure.Figure`` directly, never through pyplot's global figure registry, so it is

@@ -127,6 +127,24 @@ def yerr(mean: Any, std: Any) -> np.ndarray:
     return np.array([np.atleast_1d(centre - lo), np.atleast_1d(hi - centre)])
 
 
+_REPLICA_BAND: dict[str, Any] = {"facecolor": (0, 0, 0, 0.05), "edgecolor": "0.4", "hatch": "////", "lw": 0}
+"""Hatched, so the band stays apart from the grey shading of the unlearn requests."""
+
+
+def replica_band(ax: Any, series: Series, label: str, metric: str) -> list[float]:
+    """Shade ``label``'s min–max over the run's replicas of ``metric`` (in %); returns the values shaded."""
+    xs, lo, hi = series.spread(label, metric)
+    if series.replicas < 2 or not len(xs):
+        return []
+    ax.fill_between(xs, 100 * lo, 100 * hi, zorder=1, **_REPLICA_BAND)
+    return [*(100 * lo), *(100 * hi)]
+
+
+def replica_patch(series: Series) -> Patch:
+    """Legend entry of :func:`replica_band`."""
+    return Patch(**_REPLICA_BAND, label=f"oracle: min–max over {series.replicas} replicas")
+
+
 def dodge(labels: Sequence[str], oracle: str | None, width: float = 0.3) -> dict[str, float]:
     """Small x offsets so that markers of strategies with equal values stay visible side by side."""
     others = [lab for lab in labels if lab != oracle]

@@ -21,6 +21,8 @@ from clu.plots.draw import (
     new_figure,
     no_data,
     pct_axis,
+    replica_band,
+    replica_patch,
     save,
     shared_legend,
     title,
@@ -44,6 +46,8 @@ def stability_plasticity(series: Series, styles: dict[str, Style], path: Path, *
             st = styles[lab]
             xo, oa, oa_sd = series.get(lab, "OA")
             xn, na, na_sd = series.get(lab, "NA")
+            if lab == oracle and not bands:
+                shown_values += replica_band(left, series, lab, "OA")
             if len(xo):
                 left.plot(xo, 100 * oa, color=st.colour, ls=st.linestyle, lw=st.linewidth, zorder=st.zorder)
                 if bands and np.any(oa_sd > 0):
@@ -77,6 +81,8 @@ def stability_plasticity(series: Series, styles: dict[str, Style], path: Path, *
         handles += [Line2D([], [], color="0.3", ls="-", label="OA (stability)"),
                     Line2D([], [], color="0.3", marker="o", ls="none", label="NA (plasticity)"),
                     unlearn_patch(series, with_kinds=not labelled)]
+        if oracle and not bands and series.replicas > 1:
+            handles.append(replica_patch(series))
         shared_legend(fig, handles)
         title(fig, "Stability and plasticity", series)
         return save(fig, path, after_layout=lambda: _place_labels(right, placed, styles))
@@ -193,6 +199,8 @@ def forgetting(series: Series, styles: dict[str, Style], path: Path, *, bands: b
                     continue
                 drawn = True
                 if lab == oracle:
+                    if not bands:
+                        shown_values += replica_band(ax, series, lab, metric)
                     ax.plot(xs, 100 * m, color="black", ls="--", lw=1.6, marker="o", ms=3.5, mfc="white", zorder=5)
                 else:
                     ax.plot(xs + offsets.get(lab, 0.0), 100 * m, color=st.colour, ls="-", lw=1.1, marker=st.marker,
@@ -210,6 +218,8 @@ def forgetting(series: Series, styles: dict[str, Style], path: Path, *, bands: b
             axes[1].tick_params(labelleft=True)
         handles = legend_handles(series, styles)
         handles.append(unlearn_patch(series, with_kinds=not labelled))
+        if oracle and not bands and series.replicas > 1:
+            handles.append(replica_patch(series))
         shared_legend(fig, handles)
         title(fig, "Forgetting (the oracle is the target)", series)
         return save(fig, path)

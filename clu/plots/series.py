@@ -13,7 +13,7 @@ import numpy as np
 
 from clu.config import ConfigError
 from clu.plots.style import is_oracle
-from clu.results import FINAL, TASK_PREFIX, AggregateRow, RunData
+from clu.results import ALL, FINAL, TASK_PREFIX, AggregateRow, RunData
 
 
 @dataclass
@@ -30,6 +30,12 @@ class Series:
     kinds: dict[int, str]
     mean: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
     std: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
+    lo: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
+    """Lowest value over the training replicas of a run (run folders only)."""
+    hi: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
+    """Highest value over the training replicas of a run (run folders only)."""
+    replicas: int = 1
+    """Training replicas per strategy (run folders; a sweep's series are over seeds)."""
 
     def get(self, label: str, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Steps where ``metric`` applies for ``label``, its mean and std there (std 0 when unknown)."""
@@ -41,6 +47,13 @@ class Series:
             np.array([m[x] for x in xs], dtype=float),
             np.array([s.get(x, 0.0) for x in xs], dtype=float),
         )
+
+    def spread(self, label: str, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Steps where ``metric`` applies for ``label``, its min and max over the replicas there."""
+        lo = self.lo.get((label, metric), {})
+        hi = self.hi.get((label, metric), {})
+        xs = sorted(lo)
+        return np.array(xs, dtype=float), np.array([lo[x] for x in xs]), np.array([hi[x] for x in xs])
 
     def has(self, metric: str) -> bool:
         return any(self.mean.get((label, metric)) for label in self.labels)
@@ -61,11 +74,14 @@ def order_labels(labels: Iterable[str], names: Mapping[str, str]) -> list[str]:
 
 
 def run_series(run: RunData, folder: Path) -> Series:
-    """A run folder's series: the mean (and std) over its seeds (one, as ``clu run`` writes them)."""
+    """A run folder's series: the mean (and std, min, max) over its seeds and replicas (``clu run``: one seed)."""
     values: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     kinds: dict[int, str] = {}
     seeds: list[int] = []
+    replicas: dict[str, set[object]] = defaultdict(set)
     for res in run.strategies:
+        if res.replica != ALL:
+            replicas[res.label].add((res.seed, res.replica))
         for rec in res.records:
             seeds.append(res.seed)
             kinds.setdefault(rec.step, rec.kind)
@@ -83,10 +99,15 @@ def run_series(run: RunData, folder: Path) -> Series:
         names=names,
         steps=sorted(kinds),
         kinds=kinds,
+        replicas=max((len(r) for r in replicas.values()), default=1),
     )
+    if series.replicas > 1:
+        series.subtitle += f", {series.replicas} replicas"
     for key, by_step in values.items():
         series.mean[key] = {s: float(np.mean(v)) for s, v in by_step.items()}
         series.std[key] = {s: float(np.std(v)) for s, v in by_step.items()}
+        series.lo[key] = {s: float(np.min(v)) for s, v in by_step.items()}
+        series.hi[key] = {s: float(np.max(v)) for s, v in by_step.items()}
     return series
 
 

@@ -3,7 +3,7 @@
 A strategy's colour and marker come from a stable hash (CRC-32) of its registry name (or of its label when
 the name is unknown), so the same strategy looks the same in every run and sweep; two strategies of one
 figure whose hashes meet on a colour are kept apart deterministically, whatever order they come in. The
-oracle is always black and dashed.
+oracle is always black and dashed, its twin grey and dotted.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from clu.results import ORACLE
+from clu.results import ORACLE, TWIN
 
 WIDTH_IN = 7.0
 DPI = 150
@@ -55,20 +55,24 @@ class Style:
 
 
 ORACLE_STYLE = Style("black", "o", "--", 1.6, 3.0)
+TWIN_STYLE = Style("#7f7f7f", "o", ":", 1.3, 2.5)
+"""The oracle's twin (the noise floor): grey and dotted, a cousin of the oracle's look."""
 
 
 def is_oracle(label: str, names: Mapping[str, str]) -> bool:
-    return label == ORACLE or names.get(label) == ORACLE
+    """The oracle's label (its twin, also a ``retrain``, is not the oracle)."""
+    return label == ORACLE or (names.get(label) == ORACLE and label != TWIN)
 
 
 def strategy_style(labels: Sequence[str], names: Mapping[str, str] | None = None) -> dict[str, Style]:
-    """Colour, marker and line style of each label; the oracle black and dashed.
+    """Colour, marker and line style of each label; the oracle black and dashed, the twin grey and dotted.
 
     ``names`` maps a label to its registry strategy name (from summary.json), so that e.g. a label
     ``ugclu-fast`` of strategy ``ugclu`` looks like ugclu when no other label of the figure already does.
     """
     names = names or {}
     out = {lab: ORACLE_STYLE for lab in labels if is_oracle(lab, names)}
+    out.update({lab: TWIN_STYLE for lab in labels if lab == TWIN})
     others = sorted({lab for lab in labels if lab not in out}, key=lambda lab: (names.get(lab, lab), lab))
     slot = {lab: zlib.crc32(names.get(lab, lab).encode()) for lab in others}
     colour: dict[str, str] = {}

@@ -46,6 +46,7 @@ class RunContext:
 
     data: Dataset
     seed: int
+    """The batch-order and buffer seed (the unit's order seed; clu.driver.build_strategy)."""
     epochs: int
     batch_size: int
     buffer_size: int

@@ -1,23 +1,27 @@
-"""``clu sweep``: scenarios × strategies × seeds, on Ray Tune (locally or on a cluster) or serially.
+"""``clu sweep``: scenarios × strategies × seeds × replicas, on Ray Tune (locally or on a cluster) or serially.
 
 What a sweep is
-    One **trial** per (scenario, strategy, seed), plus one **oracle trial** (``retrain``) per (scenario, seed)
-    (:mod:`clu.sweeps.plan`). A trial runs :func:`clu.runner.run` for that one strategy into its own run folder
-    ``OUT/trials/<scenario>/<strategy>/seed-<n>/`` (checkpoints and plots off), so each trial folder is an
-    ordinary run folder (``clu plot`` and ``clu audit`` work on it). Strategy trials do **not** rerun the
-    oracle: the runner, given a config without ``retrain``, writes its gap rows empty, and the sweep drops them.
-    Gaps are joined at aggregation instead (:mod:`clu.sweeps.aggregate`): each strategy's per-event values are
-    paired with the oracle trial's values of the same (scenario, seed, step) and :func:`clu.summary.with_gaps`
-    gives ``<metric>_gap`` and ``AvgGap`` — the very numbers ``clu run`` computes in one process. The oracle
-    runs exactly once per (scenario, seed); its own gaps are 0, as in ``clu run``. There is no ordering between
-    oracle and strategy trials (oracle trials are merely queued first).
-
-    **KL** (to the oracle's softmax on the forgotten data) is left out of sweeps: it needs both models'
-    probabilities, which a run folder does not keep. Use ``clu run`` for KL.
+    One **trial** per **unit** (:func:`clu.runner.plan_units`; :mod:`clu.sweeps.plan`): per (scenario, seed,
+    replica k = 1..R) the oracle (``retrain``), its twin (``retrain (twin)``: the oracle's initial weights,
+    its own batch order — the noise floor) and each strategy, plus per (scenario, seed) the extra shadow
+    oracles of the LiRA attack (K − (R − 1) of them when the other replicas' oracles do not suffice; K is
+    ``--shadows`` or the scenario's ``[evaluation] shadows``). Replicas parallelise like seeds. A trial runs
+    :func:`clu.runner.run` with its one unit into its own run folder
+    ``OUT/trials/<scenario>/<safe label>/seed-<n>[-r<k>]/`` (``-r<k>`` for replica k > 1; ``retrain-twin``,
+    ``retrain-shadow-<j>``; checkpoints and plots off), so each trial folder is an ordinary run folder
+    (``clu plot`` and ``clu audit`` work on it); it measures its own model only and keeps its margins on the
+    attack set (``margins/``). Everything that compares models is joined at aggregation
+    (:mod:`clu.sweeps.join`): per (scenario, seed) every finished trial's unit is read back and
+    :func:`clu.joint.join` — the very function ``clu run`` uses — gives the gaps to the oracle of the same
+    replica, ``AvgGap``/``AvgGap_L``, ``KL``, ``LiRA_*`` (now and before each request), ``dAvgGap``, the
+    request-only figures and KLoM (replica ``all``; R ≥ 16); so a sweep's numbers equal ``clu run``'s for the
+    same scenario, strategies, seed, replicas and shadows. There is no ordering between trials (oracles and
+    shadows are merely queued first). A trial's config and fingerprint depend on its unit only, so a
+    ``--resume`` with more replicas or shadows reuses the finished trials.
 
 Executors (:mod:`clu.sweeps.executors`)
     ``ray`` (default): one Ray Tune trial per trial above, ``tune.grid_search`` over the explicit trial list
-    (each entry names scenario, strategy and seed; the seed is an explicit axis of that list), resources
+    (each entry names scenario, unit and seed; seed and replica are explicit axes of that list), resources
     ``{"cpu": cpus_per_trial, "gpu": gpus_per_trial}`` per trial, ``FailureConfig(max_failures=retries)``.
     Without ``--address`` a private local Ray instance is started (all CPUs of this machine, no dashboard,
     a 256 MiB object store — trials exchange only small dicts) and shut down at the end. With ``--address``
@@ -38,28 +42,31 @@ Ray settings (DESIGN §3)
 
 Failures, retries, resume
     A trial that raises is retried ``retries`` times (Tune's ``max_failures``; the same loop serially), each
-    attempt in a wiped trial folder. A trial still failing is reported by name (``scenario/strategy/seed``)
+    attempt in a wiped trial folder. A trial still failing is reported by name (``scenario/label/seed[/r<k>]``)
     on stderr and in ``sweep_summary.json`` with its attempts and last error (its traceback stays in the
     trial folder's ``error.txt``); the exit status is then 1, and every other trial is still aggregated.
     A strategy that diverges (NaN loss) is not an error of the trial: it is deterministic, so it is not
     retried; its rows up to that event are kept, it is listed under ``diverged`` and the exit status is 1.
     A trial is *finished* when its folder holds ``done.json``, written last and atomically, whose
-    ``fingerprint`` (a hash of the trial's resolved config and thread count) matches. ``--resume`` reuses
+    ``fingerprint`` (a hash of the trial's resolved config, unit and thread count) matches. ``--resume`` reuses
     ``--out`` and runs only the unfinished trials (a trial folder without a valid marker is wiped and rerun);
     without ``--resume`` a non-empty ``--out`` is refused. Tests inject failures with the request's
     ``fail_trials`` (it travels to the workers with the trials and is recorded in ``sweep.json`` when set).
 
 Outputs (all written atomically; the schema is :mod:`clu.results`)
-    ``results.csv``    scenario, strategy, seed, step, event_kind, metric, value — every trial's rows (value
-                       empty = n/a), with the joined ``<metric>_gap``/``AvgGap`` rows, per-event ``time_s``,
-                       and the whole-run rows (step ``final``, kind ``run``): AIA, BWT, Forgetting,
-                       AvgGap_mean, unlearn_time_vs_oracle, time_s.
-    ``aggregate.csv``  scenario,strategy,step,event_kind,metric,mean,std,n — over seeds; ``std`` is the sample
-                       standard deviation (ddof=1), empty when n < 2; ``n`` counts seeds where the metric
-                       applies.
+    ``results.csv``    scenario, strategy, seed, replica, step, event_kind, metric, value — every reported
+                       unit's rows (the oracle, ``retrain (twin)``, the strategies; shadow oracles are no
+                       rows; value empty = n/a) as :func:`clu.joint.join` gives them — metrics.csv's rows of
+                       ``clu run`` (gaps, KL, LiRA, AvgGap_L, dAvgGap, KLoM with replica ``all``, the
+                       whole-run figures) — plus per-event ``time_s`` and the whole-run
+                       ``unlearn_time_vs_oracle`` and ``time_s``.
+    ``aggregate.csv``  scenario,strategy,step,event_kind,metric,mean,std,ci95,n — over seeds, each seed's
+                       replicas averaged first (:func:`clu.sweeps.aggregate.aggregate_rows`).
+    ``stats.csv``      the p-values of the paired tests behind the table's marks.
     ``table.md``       :func:`clu.report.sweep_table` (``clu report OUT`` prints it again from the files).
-    ``plots/``         :func:`clu.plots.plot_sweep`: stability–plasticity and FA over events with ± std bands.
-    ``sweep.json`` (the request), ``sweep_summary.json`` (trials, failures, timings, outputs), ``tune/``.
+    ``plots/``         :func:`clu.plots.plot_sweep`: stability–plasticity and FA over events with bands.
+    ``sweep.json`` (the request: replicas and each scenario's shadows included), ``sweep_summary.json``
+    (trials, failures, timings, outputs), ``tune/``.
 
 Progress: one line per finished trial on stderr (:mod:`clu.sweeps.progress`).
 """

@@ -1,7 +1,8 @@
-"""The sweep request (validated) and its trial list: one trial per (scenario, strategy, seed), plus one
-oracle trial per (scenario, seed). Each trial carries its resolved one-strategy run config as TOML, so a
-worker needs no scenario or preset files, and a fingerprint of that config and the thread count, which
-tells a finished trial of this very request from a stale one."""
+"""The sweep request (validated) and its trial list: one trial per **unit** (:func:`clu.runner.plan_units`):
+per (scenario, seed, replica) the oracle, its twin and each strategy, plus per (scenario, seed) the extra shadow
+oracles of the LiRA attack. Each trial carries its resolved run config (its scenario and the one strategy it
+trains) as TOML, so a worker needs no scenario or preset files, the unit it runs, and a fingerprint of both
+and the thread count, which tells a finished trial of this very request from a stale one."""
 
 from __future__ import annotations
 
@@ -9,16 +10,18 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from clu.config import ConfigError
 from clu.paths import resolve_scenario
-from clu.results import ORACLE
+from clu.results import ORACLE, TWIN, UnitSpec, safe_label
 from clu.runconfig import Device, RunConfig, check_device, check_setting
-from clu.scenario import load_scenario
-from clu.strategies import resolve_strategy
+from clu.runner import plan_units
+from clu.scenario import ScenarioSpec, load_scenario
+from clu.specs import EvaluationSpec
+from clu.strategies import StrategyChoice, resolve_strategy
 
 Executor = Literal["ray", "serial"]
 DONE = "done.json"
@@ -49,8 +52,12 @@ class SweepRequest:
     device: Device = "cpu"
     progress: bool = True
     """One line per finished trial on stderr."""
+    replicas: int = 1
+    """Training replicas per (scenario, strategy, seed); each replica of each unit is its own trial."""
+    shadows: int | None = None
+    """Shadow oracles of the LiRA attack; None takes each scenario's ``[evaluation] shadows``."""
     fail_trials: str | None = None
-    """Tests only: ``"scenario/strategy/seed[:n],..."`` — these trials raise at their start (every attempt, or
+    """Tests only: ``"scenario/label/seed[/r<k>][:n],..."`` — these trials raise at their start (every attempt, or
     the first ``n`` attempts only). Passed to the workers with the trials; recorded in sweep.json when set."""
 
     @property
@@ -60,28 +67,44 @@ class SweepRequest:
 
 @dataclass(frozen=True)
 class Trial:
-    """One unit of work: one strategy on one scenario with one seed (the oracle is a trial like any other)."""
+    """One piece of work: one unit (a model trajectory: a strategy, the oracle, its twin or a shadow oracle)
+    of one scenario and seed."""
 
     scenario: str
-    strategy: str
-    """The label (folder name, ``strategy`` column of the results)."""
-    name: str
-    """The registry name."""
     seed: int
+    """The scenario seed."""
+    unit: UnitSpec
+    """What it trains: label, registry name, replica, init and batch-order seeds, role."""
     config_toml: str
-    """The resolved run config of this one strategy (scenario, strategy, seed, device) as TOML."""
+    """The resolved run config of its one strategy (scenario, strategy, seed, device; one replica, no
+    shadows: the trial measures its own model, the sweep joins the units) as TOML."""
     fingerprint: str
 
     @property
+    def strategy(self) -> str:
+        """The label (``strategy`` column of the results)."""
+        return self.unit.label
+
+    @property
+    def name(self) -> str:
+        """The registry name."""
+        return self.unit.name
+
+    @property
+    def replica(self) -> int:
+        return int(self.unit.replica)
+
+    @property
     def id(self) -> str:
-        return f"{self.scenario}/{self.strategy}/{self.seed}"
+        """``scenario/label/seed``, then ``/r<k>`` for replica k > 1."""
+        return f"{self.scenario}/{self.strategy}/{self.seed}" + (f"/r{self.replica}" if self.replica != 1 else "")
 
     @property
     def is_oracle(self) -> bool:
-        return self.name == ORACLE
+        return self.unit.role == "oracle"
 
     def folder(self, out: Path) -> Path:
-        return trial_folder(out, self.scenario, self.strategy, self.seed)
+        return trial_folder(out, self.scenario, self.strategy, self.seed, self.replica)
 
     def spec(self, out: Path) -> dict[str, Any]:
         """The plain-dict form a worker receives."""
@@ -90,14 +113,16 @@ class Trial:
             "scenario": self.scenario,
             "strategy": self.strategy,
             "seed": self.seed,
+            "unit": asdict(self.unit),
             "config_toml": self.config_toml,
             "fingerprint": self.fingerprint,
             "dir": str(self.folder(out)),
         }
 
 
-def trial_folder(out: Path, scenario: str, strategy: str, seed: int) -> Path:
-    return out / "trials" / scenario / strategy / f"seed-{seed}"
+def trial_folder(out: Path, scenario: str, label: str, seed: int, replica: int = 1) -> Path:
+    """``OUT/trials/<scenario>/<safe label>/seed-<n>``, with ``-r<k>`` for replica k > 1."""
+    return out / "trials" / scenario / safe_label(label) / (f"seed-{seed}" + (f"-r{replica}" if replica != 1 else ""))
 
 
 def read_done(folder: Path, fingerprint: str | None = None) -> dict[str, Any] | None:
@@ -116,12 +141,16 @@ class SweepPlan:
     scenarios: tuple[str, ...]
     """Scenario names, in the order given."""
     strategies: tuple[str, ...]
-    """Strategy labels, the oracle first."""
+    """Reported labels in run order: the oracle, its twin, then the strategies (shadows are not reported)."""
     seeds: tuple[int, ...]
     trials: tuple[Trial, ...]
-    """Oracle trials first, then strategy trials; each group by scenario, strategy, seed."""
+    """Oracle and shadow-oracle trials first, then twin and strategy trials; each group by scenario, label,
+    seed, replica."""
     sources: dict[str, str] = field(default_factory=dict)
     """Scenario name → the file it came from."""
+    replicas: int = 1
+    evaluation: dict[str, EvaluationSpec] = field(default_factory=dict)
+    """Scenario name → its evaluation settings, ``shadows`` resolved (the request's or the scenario's)."""
 
 
 def local_cpus() -> int:
@@ -148,6 +177,11 @@ def check_request(req: SweepRequest) -> None:
         raise ConfigError(f"must be > 0, got {req.cpus_per_trial}", key="--cpus-per-trial")
     if req.gpus_per_trial < 0:
         raise ConfigError(f"must be >= 0, got {req.gpus_per_trial}", key="--gpus-per-trial")
+    if isinstance(req.replicas, bool) or not isinstance(req.replicas, int) or req.replicas < 1:
+        raise ConfigError(f"must be a whole number >= 1, got {req.replicas!r}", key="--replicas")
+    if req.shadows is not None and (isinstance(req.shadows, bool) or not isinstance(req.shadows, int)
+                                    or req.shadows < 0):
+        raise ConfigError(f"must be a whole number >= 0, got {req.shadows!r}", key="--shadows")
     if req.retries < 0:
         raise ConfigError(f"must be >= 0, got {req.retries}", key="--retries")
     check_device(req.device, "--device")
@@ -189,12 +223,34 @@ def plan_sweep(req: SweepRequest) -> SweepPlan:
         check_setting(choices, spec, "--strategies")
 
     seeds = tuple(dict.fromkeys(req.seeds))
-    trials = []
-    for group in (choices[:1], choices[1:]):
-        for spec in specs:
-            for c in group:
-                for seed in seeds:
-                    text = RunConfig(spec, (c,), seed, req.device).to_toml(versions=False)
-                    fp = hashlib.sha256(f"{text}\nthreads={req.threads}\n".encode()).hexdigest()[:16]
-                    trials.append(Trial(spec.name, c.label, c.name, seed, text, fp))
-    return SweepPlan(tuple(s.name for s in specs), tuple(c.label for c in choices), seeds, tuple(trials), sources)
+    trials: list[Trial] = []
+    evaluation: dict[str, EvaluationSpec] = {}
+    for spec in specs:
+        k = spec.evaluation.shadows if req.shadows is None else req.shadows
+        evaluation[spec.name] = replace(spec.evaluation, shadows=k)
+        for seed in seeds:
+            config = RunConfig(spec, tuple(choices), seed, req.device, req.replicas, k)
+            by_label = {c.label: c for c in choices}
+            for unit in plan_units(config):
+                choice = by_label[unit.label] if unit.role == "strategy" else choices[0]
+                trials.append(_trial(spec, choice, seed, unit, req))
+    folders: dict[Path, str] = {}
+    for t in trials:
+        other = folders.setdefault(t.folder(Path()), t.strategy)
+        if other != t.strategy:
+            raise ConfigError(f"strategy {other!r} and {t.strategy!r} would share the trial folder "
+                              f"{safe_label(t.strategy)!r}; give the strategy another label", key="--strategies")
+    group = {"oracle": 0, "shadow": 0, "twin": 1, "strategy": 1}
+    labels = list(dict.fromkeys(t.strategy for t in trials))
+    order = {(s.name, lab): i for i, (s, lab) in enumerate((s, lab) for s in specs for lab in labels)}
+    trials.sort(key=lambda t: (group[t.unit.role], order[(t.scenario, t.strategy)], t.seed, t.replica))
+    reported = (choices[0].label, TWIN, *(c.label for c in choices[1:]))
+    return SweepPlan(tuple(s.name for s in specs), reported, seeds, tuple(trials), sources, req.replicas, evaluation)
+
+
+def _trial(spec: ScenarioSpec, choice: StrategyChoice, seed: int, unit: UnitSpec, req: SweepRequest) -> Trial:
+    """The trial of one unit: its one-strategy config (one replica, no shadows) and its fingerprint."""
+    text = RunConfig(spec, (choice,), seed, req.device, 1, 0).to_toml(versions=False)
+    ident = json.dumps(asdict(unit), sort_keys=True)
+    fp = hashlib.sha256(f"{text}\nunit={ident}\nthreads={req.threads}\n".encode()).hexdigest()[:16]
+    return Trial(spec.name, seed, unit, text, fp)

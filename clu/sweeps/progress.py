@@ -1,7 +1,8 @@
 """Trial outcomes as the executors report them, and the progress lines on stderr.
 
-One line per finished trial, ``[k/N] scenario strategy seed=s  TA=.. AvgGap=.. (t s)`` (TA in %, AvgGap in
-points; ``AvgGap=-`` while the oracle of that seed has not finished), and one per failed attempt.
+One line per finished trial, ``[k/N] scenario label seed=s[ r=k]  TA=.. AvgGap=.. (t s)`` (``r=k`` for
+replica k > 1; TA in %, AvgGap in points, to the oracle of the same replica; ``AvgGap=-`` while that oracle
+has not finished; the attack's figures wait for the aggregation), and one per failed attempt.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from clu.sweeps.aggregate import trial_avg_gap
+from clu.sweeps.join import trial_avg_gap
 from clu.sweeps.plan import Trial, read_done
 
 
@@ -42,8 +43,8 @@ class Progress:
     def retry(self, trial_id: str, error: str | None) -> None:
         self.attempts[trial_id] += 1
         t = self.by_id[trial_id]
-        self._print(f"      {t.scenario} {t.strategy} seed={t.seed}: attempt {self.attempts[trial_id]} of "
-                    f"{self.retries + 1} failed ({error or 'error'}); retrying")
+        self._print(f"      {_name(t)}: attempt {self.attempts[trial_id]} of {self.retries + 1} failed "
+                    f"({error or 'error'}); retrying")
 
     def finished(self, trial_id: str, done: dict[str, Any] | None = None) -> None:
         """``done``: the marker as the worker reported it (on a cluster, shared storage may show the file late)."""
@@ -57,22 +58,26 @@ class Progress:
         self.outcomes[trial_id] = Outcome(t, True, self.attempts[trial_id], done.get("error"))
         ta = done["final"].get("TA")
         ta_text = "-" if ta is None else f"{100 * ta:.1f}"
-        if t.is_oracle:
-            gap_text = "(oracle)"
+        if t.unit.role in ("oracle", "shadow"):
+            gap_text = f"({t.unit.role})"
         else:
             gap = trial_avg_gap(self.out, t)
             gap_text = "AvgGap=-" if gap is None else f"AvgGap={100 * gap:.2f}"
         note = f"  diverged: {done['error']}" if done.get("error") else ""
-        self._print(f"[{len(self.outcomes)}/{self.total}] {t.scenario} {t.strategy} seed={t.seed}  "
-                    f"TA={ta_text} {gap_text} ({done['elapsed_s']:.1f} s){note}")
+        self._print(f"[{len(self.outcomes)}/{self.total}] {_name(t)}  TA={ta_text} {gap_text} "
+                    f"({done['elapsed_s']:.1f} s){note}")
 
     def failed(self, trial_id: str, error: str | None) -> None:
         t = self.by_id[trial_id]
         self.attempts[trial_id] += 1
         error = last_error(t.folder(self.out)) or error or "unknown error"
         self.outcomes[trial_id] = Outcome(t, False, self.attempts[trial_id], error)
-        self._print(f"[{len(self.outcomes)}/{self.total}] {t.scenario} {t.strategy} seed={t.seed}  FAILED after "
+        self._print(f"[{len(self.outcomes)}/{self.total}] {_name(t)}  FAILED after "
                     f"{self.attempts[trial_id]} attempt(s): {error}")
+
+
+def _name(t: Trial) -> str:
+    return f"{t.scenario} {t.strategy} seed={t.seed}" + (f" r={t.replica}" if t.replica != 1 else "")
 
 
 def last_error(folder: Path) -> str | None:

@@ -64,7 +64,9 @@ def _request_record(req: SweepRequest, plan: SweepPlan) -> dict[str, Any]:
     """sweep.json: the request as resolved."""
     return {
         "scenarios": list(plan.scenarios), "scenario_files": plan.sources, "strategies": list(plan.strategies),
-        "seeds": list(plan.seeds), "executor": req.executor, "address": req.address,
+        "seeds": list(plan.seeds), "replicas": plan.replicas,
+        "shadows": {name: ev.shadows for name, ev in plan.evaluation.items()}, "executor": req.executor,
+        "address": req.address,
         "cpus_per_trial": req.cpus_per_trial, "gpus_per_trial": req.gpus_per_trial, "retries": req.retries,
         "device": req.device, "threads": req.threads, "trials": len(plan.trials),
         **({"test_fail_hook": req.fail_trials} if req.fail_trials else {}),
@@ -84,10 +86,12 @@ def run_sweep(req: SweepRequest) -> SweepResult:
     done_before = [t for t in plan.trials if read_done(t.folder(out), t.fingerprint) is not None]
     todo = [t for t in plan.trials if t not in done_before]
     say = (lambda s: print(s, file=sys.stderr, flush=True)) if req.progress else (lambda s: None)
-    n_or = len(plan.scenarios) * len(plan.seeds)
+    n_or = sum(t.unit.role != "strategy" for t in plan.trials)
     where = f"Ray at {req.address}" if req.address else ("local Ray" if req.executor == "ray" else "serially")
-    say(f"clu sweep: {len(plan.scenarios)} scenario(s) × {len(plan.strategies) - 1} strategy(ies) × "
-        f"{len(plan.seeds)} seed(s) + {n_or} oracle run(s) = {len(plan.trials)} trials, {where}; out {out}")
+    reps = f" × {plan.replicas} replicas" if plan.replicas > 1 else ""
+    say(f"clu sweep: {len(plan.scenarios)} scenario(s) × {len(plan.strategies) - 2} strategy(ies) × "
+        f"{len(plan.seeds)} seed(s){reps} + {n_or} oracle/twin/shadow run(s) = {len(plan.trials)} trials, "
+        f"{where}; out {out}")
     if done_before:
         say(f"clu sweep: resume: {len(done_before)} of {len(plan.trials)} trials already finished; "
             f"running {len(todo)}")
@@ -126,7 +130,8 @@ def run_sweep(req: SweepRequest) -> SweepResult:
         "trial_elapsed_s": {tid: d["elapsed_s"] for tid, d in sorted(agg["dones"].items())},
         "elapsed_s": round(time.perf_counter() - t0, 3),
         "ray_tmpdir": str(ray_tmp) if ray_tmp is not None and ray_tmp.exists() else None,
-        "outputs": {"results": "results.csv", "aggregate": "aggregate.csv", "table": "table.md",
+        "outputs": {"results": "results.csv", "aggregate": "aggregate.csv", "stats": "stats.csv",
+                    "table": "table.md",
                     "plots": [str(Path(p).relative_to(out)) for p in agg["plots"]]},
         "plot_error": agg["plot_error"],
     }
@@ -139,7 +144,8 @@ def run_sweep(req: SweepRequest) -> SweepResult:
     for d in diverged:
         print(f"clu sweep: trial {d['trial']} diverged: {d['error']}", file=sys.stderr)
     if agg["missing_oracle"]:
-        print(f"clu sweep: no oracle for {len(agg['missing_oracle'])} trial(s): their gaps are missing",
+        print(f"clu sweep: no oracle of their replica for {len(agg['missing_oracle'])} trial(s): their gaps are "
+              "missing",
               file=sys.stderr)
     return SweepResult(out, summary)
 
@@ -153,6 +159,6 @@ def sweep(
     """The Python API: ``clu.sweep(["digits-class"], ["ugclu", "er"], range(5), executor="serial")``.
 
     ``options`` are the other :class:`SweepRequest` fields (executor, address, cpus_per_trial, gpus_per_trial,
-    retries, resume, out, device, progress).
+    retries, resume, out, device, progress, replicas, shadows).
     """
     return run_sweep(SweepRequest(tuple(scenarios), tuple(strategies), tuple(seeds), **options))

@@ -1,4 +1,4 @@
-"""One trial in its worker: run its one-strategy config into its folder, then write the ``done.json`` marker.
+"""One trial in its worker: run its one unit into its folder, then write the ``done.json`` marker.
 
 The worker function of both executors. Ray workers import this module (and with it torch and Avalanche)
 once per actor; the trials they run after the first pay no import cost.
@@ -11,13 +11,14 @@ import platform
 import shutil
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from threadpoolctl import threadpool_limits
 
-from clu.results import write_atomic, write_json
+from clu.results import UnitSpec, write_atomic, write_json
 from clu.runconfig import run_config_from_toml
 from clu.runner import run
 from clu.sweeps.plan import DONE
@@ -48,10 +49,15 @@ def run_trial(spec: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
 def _run(spec: dict[str, Any], settings: dict[str, Any], folder: Path, t0: float) -> dict[str, Any]:
     threads = int(settings["threads"])
     config = run_config_from_toml(spec["config_toml"], f"trial {spec['id']}")
+    unit = UnitSpec(**spec["unit"])
+    # a shadow unit is no reported row, so a run leaves it out of metrics.csv: its trial runs it as the folder's
+    # oracle (it is one: a retrain), so that its records and margins are there to read back
+    runs_as = replace(unit, role="oracle") if unit.role == "shadow" else unit
     before = torch.get_num_threads()
     try:
         with threadpool_limits(limits=threads):
-            summary = run(config, folder, progress=False, checkpoints=False, make_plots=False, threads=threads)
+            summary = run(config, folder, progress=False, checkpoints=False, make_plots=False, threads=threads,
+                          units=[runs_as])
     finally:
         torch.set_num_threads(before)
     entry = summary.data["strategies"][spec["strategy"]]
@@ -60,6 +66,8 @@ def _run(spec: dict[str, Any], settings: dict[str, Any], folder: Path, t0: float
         "scenario": spec["scenario"],
         "strategy": spec["strategy"],
         "seed": spec["seed"],
+        "replica": unit.replica,
+        "role": unit.role,
         "fingerprint": spec["fingerprint"],
         "error": entry.get("error"),
         "final": {m: entry["final"].get(m) for m in ("TA", "FA", "MIA")},

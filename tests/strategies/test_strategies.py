@@ -234,7 +234,7 @@ def test_ugclu_same_seed_same_records():
     a, b = _records("ugclu"), _records("ugclu")
     assert [(r.step, r.kind, r.values, r.per_task) for r in a] == [(r.step, r.kind, r.values, r.per_task) for r in b]
     for x, y in zip(a, b):
-        assert (x.forget_probs == y.forget_probs).all()
+        assert (x.margins.probs == y.margins.probs).all() and (x.margins.phi == y.margins.phi).all()
 
 
 def test_the_seed_matters():
