@@ -72,20 +72,6 @@ def _count(least: int) -> Callable[[str], int]:
     return parse
 
 
-def _count(least: int) -> Callable[[str], int]:
-    """An argparse type: a whole number >= ``least``."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {text!r}") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {value}")
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="clu", description="Simulate continual learning-unlearning (clu-sim).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
