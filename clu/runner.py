@@ -100,10 +100,11 @@ def run(
     plan = list(units) if units is not None else plan_units(config)
     write_units_manifest(out, plan)
     done: list[Unit] = []
-    for spec in plan:
+    for i, spec in enumerate(plan):
         done.append(_run_unit(spec, config, out, data, steps, device, plugins,
                               resume=resume, progress=progress, checkpoints=checkpoints))
-        _write(out, config, done)  # an interrupted run keeps what it has
+        if i + 1 < len(plan) and plan[i + 1].replica != spec.replica:
+            _write(out, config, done)  # an interrupted run keeps every finished replica (one join per replica)
     summary = _write(out, config, done)
     if make_plots:
         plot_run(out)
