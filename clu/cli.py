@@ -19,7 +19,7 @@ from clu.audit import audit_run
 from clu.config import ConfigError, dump_toml, to_dict
 from clu.events import LearnTask, to_json
 from clu.paths import DEFAULT_SCENARIO, SCENARIO_DIR, resolve_scenario
-from clu.report import report, run_table
+from clu.report import report, run_table, write_report
 from clu.results import check_out
 from clu.runconfig import RunConfig, load_run_config, resolve_config
 from clu.scenario import events_for, load_scenario
@@ -125,9 +125,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shadows", type=_count(0), default=None, metavar="K",
                    help="shadow oracles of the LiRA attack (default: the scenario's [evaluation] shadows)")
 
+    s = sub.add_parser("tune", help="search a strategy's unlearning settings on tuning seeds (validation split)")
+    s.add_argument("space", metavar="SPACE_FILE",
+                   help="search-space file (strategy + [space] table), or a shipped space's name (ugclu)")
+    s.add_argument("--scenarios", nargs="+", required=True, help="tuning scenario files or names")
+    s.add_argument("--seeds", type=_seed_range, default=(100, 101, 102),
+                   help="tuning seeds, disjoint from --report-seeds (default 100-102)")
+    s.add_argument("--report-seeds", type=_seed_range, default=tuple(range(10)),
+                   help="the seeds reported tables use; tuning on them is refused (default 0-9)")
+    s.add_argument("--budget", type=_count(1), default=16, help="configurations tried, the start included (default 16)")
+    s.add_argument("--sampler-seed", type=_count(0), default=0, help="seed of the configuration sampler (default 0)")
+    s.add_argument("--executor", choices=("ray", "serial"), default="ray")
+    s.add_argument("--address", default=None, help="existing Ray cluster (e.g. auto or HOST:PORT)")
+    s.add_argument("--cpus-per-trial", type=float, default=1.0)
+    s.add_argument("--gpus-per-trial", type=float, default=0.0)
+    s.add_argument("--retries", type=int, default=1, help="retries of a failing trial before it is reported")
+    s.add_argument("--shadows", type=_count(0), default=0, metavar="K",
+                   help="shadow oracles of the LiRA attack, non-members from validation (default 0)")
+    s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    s.add_argument("--out", type=Path, default=None, help="tune folder, a sweep folder (default ./runs/tune-<time>)")
+    s.add_argument("--preset", type=Path, default=None, help="the chosen preset file (default OUT/<name>-tuned.toml)")
+    s.add_argument("--resume", action="store_true", help="reuse the finished trials in --out")
+
     s = sub.add_parser("report", help="print the table of a sweep (or run) folder, from its result files")
     s.add_argument("dir", type=Path)
-    s.add_argument("--format", choices=("markdown", "text"), default="markdown")
+    s.add_argument("--format", choices=("md", "markdown", "tex", "text"), default="md",
+                   help="md (markdown, the table.md form; default), tex (booktabs LaTeX, sweep folders) or text")
+    s.add_argument("--out", type=Path, default=None, metavar="FILE",
+                   help="write the table to FILE (atomically) instead of printing it")
     return p
 
 
@@ -285,7 +310,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 @command
 def cmd_report(args: argparse.Namespace) -> int:
-    sys.stdout.write(report(args.dir, args.format))
+    fmt = "markdown" if args.format == "md" else args.format
+    if args.out is not None:
+        write_report(args.dir, fmt, args.out)
+    else:
+        sys.stdout.write(report(args.dir, fmt))
     return 0
 
 
@@ -317,6 +346,26 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     status = "ok" if result.exit_code == 0 else (
         f"{len(s['failed'])} failed, {len(s['diverged'])} diverged, {len(s['missing'])} unfinished")
     print(f"results: {result.out}  ({s['finished']}/{s['trials']} trials finished, {status}; {s['elapsed_s']:.1f} s)")
+    return result.exit_code
+
+
+# ----------------------------------------------------------------------------------------------- tune
+
+
+@command
+def cmd_tune(args: argparse.Namespace) -> int:
+    from clu.tune import TuneRequest, tune  # deferred: torch, Avalanche (and Ray for its executor)
+
+    result = tune(TuneRequest(
+        space=args.space, scenarios=tuple(args.scenarios), seeds=args.seeds, report_seeds=args.report_seeds,
+        budget=args.budget, sampler_seed=args.sampler_seed, executor=args.executor, address=args.address,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, retries=args.retries,
+        shadows=args.shadows, out=args.out, preset=args.preset, resume=args.resume, device=args.device,
+    ))
+    s = result.summary
+    print((result.out / "tune.csv").read_text(), end="")
+    chosen = "none (no finite objective)" if s["chosen"] is None else f"{s['chosen_label']} -> {result.preset}"
+    print(f"chosen: {chosen}\nresults: {result.out}")
     return result.exit_code
 
 

@@ -2,12 +2,14 @@
 
 Both are drawn from result data alone: the run table from summary.json's content, the sweep table from the
 rows of results.csv, so ``clu report SWEEP_DIR`` regenerates exactly the ``table.md`` the sweep wrote. The
-sweep table comes as markdown (``table.md``) or aligned plain text; its marks come from :mod:`clu.verdicts`.
+sweep table is built once as structured :class:`Section` s (cells and marks from :mod:`clu.verdicts`) and
+drawn as markdown (``table.md``), aligned plain text or booktabs LaTeX (:mod:`clu.report_tex`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -15,12 +17,14 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from clu.config import ConfigError
+from clu.files import write_atomic
 from clu.metrics import KLOM_MIN_REPLICAS
+from clu.report_tex import sections_tex
 from clu.results import ORACLE, TWIN, ResultRow, read_results
 from clu.stats import WILCOXON_MIN_N, ci95
 from clu.verdicts import COLUMNS, Column, per_seed, verdict, wilcoxon_note
 
-Format = Literal["markdown", "text"]
+Format = Literal["markdown", "text", "tex"]
 
 _INTRO = ("Mean ± 95 % confidence interval (t) over seeds, each seed's training replicas averaged first. "
           "Request-only figures lead: AvgGap_req (mean gap to the oracle over request events), dAvgGap (the "
@@ -34,7 +38,7 @@ _LEGEND = ("Marks: **bold** = the best mean that a paired t-test over seeds find
            "(no method bold); `≈` = a gap not significantly above the twin's (one-sided paired t-test, 5 %): "
            "indistinguishable from exact unlearning on that metric. The oracle and the twin are not ranked. "
            "`n/a (R<16)`: KLoM needs at least 16 replicas. p-values: stats.csv.")
-_DIVERGED = "† diverged in some seed: that run stopped early; its last event is used."
+DIVERGED = "† diverged in some seed: that run stopped early; its last event is used."
 _KLOM_NA = "n/a (R<16)"
 
 
@@ -67,14 +71,23 @@ def run_table(summary: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------- sweep table
 
 
+Cell = tuple[str, str]
+"""A table cell: its text (``≈`` prefix included) and its mark: ``"bold"``, ``"tied"`` or ``""``."""
+
+
 @dataclass(frozen=True)
-class _Section:
+class Section:
+    """One scenario of a sweep table, as every renderer draws it."""
+
     scenario: str
     note: str
-    rows: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
-    """(strategy, ((cell text, mark: "bold" | "tied" | ""), ...)) per strategy."""
+    """The seeds (and replicas) and how many runs finished."""
+    rows: tuple[tuple[str, tuple[Cell, ...]], ...]
+    """(strategy as shown, one cell per :data:`clu.verdicts.COLUMNS` entry) per strategy."""
     diverged: bool
+    """Some strategy diverged in some seed (its name carries ``†``)."""
     wilcoxon: tuple[str, ...]
+    """The Wilcoxon notes (10 seeds and more), else empty."""
 
 
 def _ordered(strategies: Sequence[str]) -> list[str]:
@@ -83,17 +96,31 @@ def _ordered(strategies: Sequence[str]) -> list[str]:
     return head + [lab for lab in strategies if lab not in head]
 
 
-def sweep_table(scenarios: Sequence[str], strategies: Sequence[str], seeds: Sequence[int],
-                rows: Sequence[ResultRow], diverged: set[tuple[str, str]], fmt: Format = "markdown",
-                replicas: int = 1) -> str:
+def sweep_sections(scenarios: Sequence[str], strategies: Sequence[str], seeds: Sequence[int],
+                   rows: Sequence[ResultRow], diverged: set[tuple[str, str]], replicas: int = 1) -> list[Section]:
     """Per scenario, mean ± 95 % CI over seeds; bold / tied / ≈ from paired tests (:mod:`clu.verdicts`).
 
     ``rows``: results.csv; ``diverged``: the (scenario, strategy) pairs with a diverged seed; ``replicas``:
     the sweep's R (KLoM is ``n/a (R<16)`` below 16).
     """
     labels = _ordered(strategies)
-    sections = [_section(scen, labels, seeds, rows, diverged, replicas) for scen in scenarios]
-    return _markdown(sections) if fmt == "markdown" else _text(sections)
+    return [_section(scen, labels, seeds, rows, diverged, replicas) for scen in scenarios]
+
+
+def render(sections: Sequence[Section], fmt: Format = "markdown", *, standalone: bool = True) -> str:
+    """Draw the sections. ``standalone=False`` (markdown only): no title, intro or legend, and each scenario
+    as a bold line instead of a heading — the form the README embeds."""
+    if fmt == "tex":
+        return sections_tex(sections, [_INTRO, _LEGEND])
+    return _markdown(sections, standalone) if fmt == "markdown" else _text(sections)
+
+
+def sweep_table(scenarios: Sequence[str], strategies: Sequence[str], seeds: Sequence[int],
+                rows: Sequence[ResultRow], diverged: set[tuple[str, str]], fmt: Format = "markdown",
+                replicas: int = 1, *, standalone: bool = True) -> str:
+    """:func:`sweep_sections` drawn by :func:`render`."""
+    return render(sweep_sections(scenarios, strategies, seeds, rows, diverged, replicas), fmt,
+                  standalone=standalone)
 
 
 def _cell(v: np.ndarray, c: Column) -> str | None:
@@ -105,7 +132,7 @@ def _cell(v: np.ndarray, c: Column) -> str | None:
 
 
 def _section(scen: str, labels: Sequence[str], seeds: Sequence[int], rows: Sequence[ResultRow],
-             diverged: set[tuple[str, str]], replicas: int) -> _Section:
+             diverged: set[tuple[str, str]], replicas: int) -> Section:
     values = per_seed(rows, scen, labels, seeds)
     verdicts = {c.key: verdict(values, c) for c in COLUMNS}
     counts = {lab: len({r.seed for r in rows if r.scenario == scen and r.strategy == lab}) for lab in labels}
@@ -132,32 +159,32 @@ def _section(scen: str, labels: Sequence[str], seeds: Sequence[int], rows: Seque
             name += " †"
         out.append((name, tuple(cells)))
     wilcoxon = tuple(wilcoxon_note(verdicts)) if len(seeds) >= WILCOXON_MIN_N else ()
-    return _Section(scen, note, tuple(out), any(s == scen for s, _ in diverged), wilcoxon)
+    return Section(scen, note, tuple(out), any(s == scen for s, _ in diverged), wilcoxon)
 
 
-def _wilcoxon_line(sec: _Section) -> str:
+def wilcoxon_line(sec: Section) -> str:
     return ("Wilcoxon signed-rank (robustness; largest p of each bold leader against its rivals): "
             + "; ".join(sec.wilcoxon) + ".")
 
 
-def _markdown(sections: Sequence[_Section]) -> str:
-    lines = ["# Sweep results", "", _INTRO, "", _LEGEND, ""]
+def _markdown(sections: Sequence[Section], standalone: bool = True) -> str:
+    lines = ["# Sweep results", "", _INTRO, "", _LEGEND, ""] if standalone else []
     for sec in sections:
-        lines += [f"## {sec.scenario}", "", sec.note, ""]
+        lines += [f"## {sec.scenario}" if standalone else f"**{sec.scenario}**", "", sec.note, ""]
         lines.append("| strategy | " + " | ".join(c.header for c in COLUMNS) + " |")
         lines.append("|---|" + "---:|" * len(COLUMNS))
         for name, cells in sec.rows:
             shown = (f"**{t}**" if m == "bold" else f"{t} =" if m == "tied" else t for t, m in cells)
             lines.append(f"| {name} | " + " | ".join(shown) + " |")
         if sec.diverged:
-            lines += ["", _DIVERGED]
+            lines += ["", DIVERGED]
         if sec.wilcoxon:
-            lines += ["", _wilcoxon_line(sec)]
+            lines += ["", wilcoxon_line(sec)]
         lines.append("")
     return "\n".join(lines)
 
 
-def _text(sections: Sequence[_Section]) -> str:
+def _text(sections: Sequence[Section]) -> str:
     """Aligned columns; ``*`` marks a bold leader, ``=`` the tied ones."""
     lines = ["Sweep results: " + _INTRO, _LEGEND.replace("**bold**", "`*`")]
     for sec in sections:
@@ -171,9 +198,9 @@ def _text(sections: Sequence[_Section]) -> str:
             if i == 0:
                 lines.append("-" * len(lines[-1]))
         if sec.diverged:
-            lines.append(_DIVERGED)
+            lines.append(DIVERGED)
         if sec.wilcoxon:
-            lines.append(_wilcoxon_line(sec))
+            lines.append(wilcoxon_line(sec))
     return "\n".join(lines) + "\n"
 
 
@@ -199,28 +226,49 @@ def stats_rows(scenarios: Sequence[str], strategies: Sequence[str], seeds: Seque
 # ----------------------------------------------------------------------------------------- clu report
 
 
-def report(folder: Path, fmt: Format = "markdown") -> str:
-    """The table of a sweep folder (from sweep.json, results.csv and the trials' done.json) or of a run
-    folder (from summary.json)."""
+def report(folder: Path, fmt: Format = "markdown", *, standalone: bool = True) -> str:
+    """The table of a sweep folder (from sweep.json, results.csv and the diverged trials) or of a run folder
+    (from summary.json; markdown and text only)."""
     if not folder.is_dir():
         raise ConfigError("no such folder", file=folder)
     if (folder / "sweep.json").is_file():
         request = _json(folder / "sweep.json")
-        diverged = set()
-        for done in sorted(folder.glob("trials/*/*/seed-*/done.json")):
-            d = _json(done)
-            if d.get("error"):
-                diverged.add((str(d.get("scenario")), str(d.get("strategy"))))
         try:
             scenarios, strategies = list(request["scenarios"]), list(request["strategies"])
             seeds = [int(s) for s in request["seeds"]]
             replicas = int(request.get("replicas", 1))
         except (KeyError, TypeError, ValueError):
             raise ConfigError("sweep.json lacks scenarios, strategies or seeds", file=folder / "sweep.json") from None
-        return sweep_table(scenarios, strategies, seeds, read_results(folder / "results.csv"), diverged, fmt, replicas)
+        return sweep_table(scenarios, strategies, seeds, read_results(folder / "results.csv"), _diverged(folder),
+                           fmt, replicas, standalone=standalone)
     if (folder / "summary.json").is_file():
+        if fmt == "tex":
+            raise ConfigError("--format tex draws sweep tables; this is a run folder", file=folder)
         return run_table(_json(folder / "summary.json")) + "\n"
     raise ConfigError("not a sweep or run folder (no sweep.json or summary.json here)", file=folder)
+
+
+def write_report(folder: Path, fmt: Format, out: Path) -> None:
+    """:func:`report` written atomically to ``out``."""
+    write_atomic(out, report(folder, fmt))
+
+
+def _diverged(folder: Path) -> set[tuple[str, str]]:
+    """(scenario, strategy) pairs with a diverged trial: from the trials' done.json, and from
+    sweep_summary.json's ``diverged`` list (trial ids ``scenario/label/seed[/r<k>]``), which a committed
+    result folder keeps without its trials."""
+    out = set()
+    for done in sorted(folder.glob("trials/*/*/seed-*/done.json")):
+        d = _json(done)
+        if d.get("error"):
+            out.add((str(d.get("scenario")), str(d.get("strategy"))))
+    if (folder / "sweep_summary.json").is_file():
+        for d in _json(folder / "sweep_summary.json").get("diverged") or []:
+            scenario, _, rest = str(d.get("trial", "")).partition("/")
+            label = re.sub(r"/\d+(/r\d+)?$", "", rest)
+            if scenario and label:
+                out.add((scenario, label))
+    return out
 
 
 def _json(path: Path) -> dict[str, Any]:

@@ -86,6 +86,8 @@ def run(
     check_out(out, resume=resume)
     device = resolve_device(config.device)
     data = load_dataset(config.scenario.data)
+    if config.scenario.evaluation.split == "validation":
+        data = data.validation_as_test()
     events = events_for(config.scenario, config.seed)  # bad input surfaces here, before the folder exists
     steps = group_steps(events)
     stream = "".join(to_json(e) + "\n" for e in events)

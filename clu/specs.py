@@ -74,7 +74,12 @@ class EvaluationSpec:
     """Shadow oracles of the per-example membership attack (LiRA); 0 = no attack (``--shadows`` overrides)."""
     klom_bins: int = 20
     """Histogram bins of KLoM (KL to the oracle's distribution of margins over replicas)."""
+    split: Literal["test", "validation"] = "test"
+    """The held-out samples TA, MIA and LiRA use as the unseen data: test for reporting, validation for tuning
+    (``clu tune`` sets it so that tuning never reads the test split)."""
 
     def validate(self) -> None:
         check(self.shadows >= 0, "shadows", f"must be >= 0, got {self.shadows}")
         check(self.klom_bins >= 2, "klom_bins", f"must be at least 2, got {self.klom_bins}")
+        check(self.split in ("test", "validation"), "split",
+              f"{self.split!r} is not allowed; choose 'test' | 'validation'")

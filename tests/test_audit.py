@@ -29,7 +29,7 @@ from clu.config import ConfigError
 from clu.events import LearnTask, UnlearnRequest, to_json
 from clu.paths import SCENARIO_DIR
 from clu.checkpoints import load_checkpoint, save_checkpoint
-from clu.strategies import STRATEGIES, StrategyConfig, StrategyEntry, register
+from clu.strategies import STRATEGIES, ReplayConfig, StrategyEntry, register
 from clu.strategies.er import ER
 
 # A hand-made stream: learn ids 0-9 (classes 0, 1); forget class 1 (ids 5-9) at step 1; learn ids 10-14 at
@@ -308,7 +308,7 @@ class _SeenIdsER(ER):
 @pytest.fixture
 def seen_ids_er() -> Iterator[str]:
     """``_SeenIdsER`` in the registry for one test only."""
-    entry = register(StrategyEntry(_SeenIdsER.name, "test only: ER that leaks the ids it saw", StrategyConfig,
+    entry = register(StrategyEntry(_SeenIdsER.name, "test only: ER that leaks the ids it saw", ReplayConfig,
                                    _SeenIdsER))
     try:
         yield entry.name

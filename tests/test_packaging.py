@@ -69,7 +69,7 @@ def test_an_installed_copy_runs_from_an_empty_folder(wheel: tuple[Path, list[str
         "print(clu.__file__, clu.paths.SCENARIO_DIR, clu.paths.STRATEGY_DIR, sep='\\n')\n"
         "from clu.cli import main\n"
         "assert main(['events', 'digits-class', '--format', 'jsonl']) == 0\n"
-        "sys.exit(main(['run', sys.argv[2], '--strategy', 'er_ga', '--seed', '0']))\n"
+        "sys.exit(main(['run', sys.argv[2], '--strategy', 'ugclu', '--seed', '0']))\n"
     )
     proc = subprocess.run([sys.executable, "-I", "-c", code, str(site), str(tiny)], cwd=cwd, capture_output=True,
                           text=True)
@@ -81,5 +81,8 @@ def test_an_installed_copy_runs_from_an_empty_folder(wheel: tuple[Path, list[str
     [run] = (cwd / "runs").iterdir()  # the default output folder: ./runs under the working directory
     assert (run / "metrics.csv").is_file()
     config = tomllib.loads((run / "config.toml").read_text())
-    er_ga = next(s for s in config["strategies"] if s.get("label", s.get("strategy")) == "er_ga")
-    assert er_ga["unlearn_iters"] == 5  # er-ga.toml's value, not the config default (100)
+    ugclu = next(s for s in config["strategies"] if s.get("label", s.get("strategy")) == "ugclu")
+    preset = tomllib.loads((Path(__file__).resolve().parent.parent / "strategies" / "ugclu.toml").read_text())
+    preset.pop("strategy")
+    assert preset  # the tuned preset differs from the config defaults, so reading it is observable
+    assert {k: ugclu[k] for k in preset} == preset  # the shipped preset's values, not the config defaults

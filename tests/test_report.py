@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +176,70 @@ def test_report_of_something_else_is_a_clean_error(tmp_path: Path, capsys: pytes
     (tmp_path / "sweep.json").write_text("{}")
     with pytest.raises(ConfigError, match="lacks scenarios"):
         report(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------- LaTeX
+
+
+_NUM = re.compile(r"-?\d+\.\d+")
+
+
+def _tex_rows(tex: str) -> dict[str, list[str]]:
+    body = tex.split("\\midrule\n", 1)[1].split("\\bottomrule", 1)[0]
+    return {line.split(" & ")[0]: line.removesuffix(" \\\\").split(" & ")[1:] for line in body.splitlines()}
+
+
+def test_tex_is_the_markdown_table_with_latex_marks() -> None:
+    md = sweep_table(["sc"], LABELS, SEEDS, ROWS, {("sc", "b")})
+    tex = sweep_table(["sc"], LABELS, SEEDS, ROWS, {("sc", "b")}, fmt="tex")
+    md_rows, tex_rows = _cells(md), _tex_rows(tex)
+    assert len(tex_rows) == len(md_rows) == 5
+    for (md_name, md_cells), (tex_name, tex_cells) in zip(md_rows.items(), tex_rows.items()):
+        assert tex_name == md_name.replace("†", "$^\\dagger$")
+        assert len(tex_cells) == len(md_cells)
+        for m, t in zip(md_cells, tex_cells):  # the same numbers, cell by cell, and the same marks
+            assert _NUM.findall(m) == _NUM.findall(t)
+            assert m.startswith("**") == t.startswith("\\textbf{")
+            assert m.endswith(" =") == t.endswith("$^{=}$")
+            assert ("≈" in m) == ("$\\approx$" in t)
+            assert ("±" in m) == ("$\\pm$" in t)
+    assert tex.count("\\toprule") == tex.count("\\midrule") == tex.count("\\bottomrule") == 1
+    assert "\\caption{sc. Seeds 0, 1, 2, 3: all runs finished." in tex and "\\label{tab:sc}" in tex
+    assert "AvgGap\\_req $\\downarrow$" in tex and "TA \\% $\\uparrow$" in tex and "n/a (R$<$16)" in tex
+    assert "diverged in some seed" in tex
+    assert not [line for line in tex.splitlines() if not line.startswith("%") and re.search(r"[^\\]%|±|≈|→", line)]
+
+
+def test_tex_has_one_table_per_scenario(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rows = ROWS + [ResultRow("sc_2", r.strategy, r.seed, r.replica, r.step, r.kind, r.metric, r.value) for r in ROWS]
+    (tmp_path / "sweep.json").write_text(json.dumps({"scenarios": ["sc", "sc_2"], "strategies": LABELS,
+                                                     "seeds": SEEDS}))
+    (tmp_path / "results.csv").write_text(results_csv(rows))
+    tex = report(tmp_path, "tex")
+    assert tex.count("\\begin{tabular}") == tex.count("\\end{table}") == 2 and "\\label{tab:sc-2}" in tex
+    assert "\\caption{sc\\_2." in tex
+    assert main(["report", str(tmp_path), "--format", "tex", "--out", str(tmp_path / "t.tex")]) == 0
+    assert (tmp_path / "t.tex").read_text() == tex and capsys.readouterr().out == ""
+    assert main(["report", str(tmp_path), "--format", "md"]) == 0
+    assert capsys.readouterr().out == report(tmp_path)
+
+
+def test_report_embedded_markdown_and_tex_of_a_run_folder(tmp_path: Path) -> None:
+    (tmp_path / "sweep.json").write_text(json.dumps({"scenarios": ["sc"], "strategies": LABELS, "seeds": SEEDS}))
+    (tmp_path / "results.csv").write_text(results_csv(ROWS))
+    full, bare = report(tmp_path), report(tmp_path, standalone=False)
+    assert bare.startswith("**sc**\n") and "# Sweep results" not in bare and "Marks:" not in bare
+    assert bare.strip() in full.replace("## sc", "**sc**")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"strategies": {}}))
+    with pytest.raises(ConfigError, match="tex draws sweep tables"):
+        report(run, "tex")
+
+
+def test_report_marks_divergence_from_sweep_summary_without_trials(tmp_path: Path) -> None:
+    """A committed result folder keeps sweep_summary.json but not its trials: the † marks must survive."""
+    (tmp_path / "sweep.json").write_text(json.dumps({"scenarios": ["sc"], "strategies": LABELS, "seeds": SEEDS}))
+    (tmp_path / "results.csv").write_text(results_csv(ROWS))
+    (tmp_path / "sweep_summary.json").write_text(json.dumps({"diverged": [{"trial": "sc/b/1/r2", "error": "nan"}]}))
+    assert report(tmp_path) == sweep_table(["sc"], LABELS, SEEDS, ROWS, {("sc", "b")})

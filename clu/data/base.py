@@ -6,7 +6,7 @@ stratified subset of those ids that is never learned (methods calibrate on it); 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -62,6 +62,13 @@ class Dataset:
             shape = (1, -1) + (1,) * (x.dim() - 2)
             x = (x - torch.tensor(self.mean).view(shape)) / torch.tensor(self.std).view(shape)
         return x
+
+    def validation_as_test(self) -> Dataset:
+        """This dataset with its test split replaced by the validation samples (``clu tune``: tuning never
+        reads the test split). Learn tasks and the validation ids are unchanged, so strategies, which use
+        train and validation ids only, see the same data."""
+        idx = torch.as_tensor(self.val_ids, dtype=torch.long)
+        return replace(self, x_test=self.x_train[idx], y_test=self.y_train[idx])
 
     def train_batch(self, ids: np.ndarray | Tensor) -> tuple[Tensor, Tensor]:
         idx = ids if isinstance(ids, Tensor) and ids.dtype == torch.long else torch.as_tensor(np.asarray(ids), dtype=torch.long)

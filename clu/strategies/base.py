@@ -9,16 +9,19 @@ callbacks are fired only for plugins that define them.
 
 A strategy file reads like a recipe: ``learn_iteration(x, y)`` says what one training iteration does,
 ``forget(request)`` what an unlearn request does after the purge; ``on_task_start`` / ``on_task_end``
-run around the training on each experience.
+run around the training on each experience. The replay strategies share one learner
+(:class:`clu.strategies.er.ReplayLearner`). Passes that only measure the model (Fisher, saliency, eval
+logits) run in eval mode (:func:`eval_mode`), so BatchNorm's running statistics never see them.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Callable, ClassVar, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -35,7 +38,7 @@ from clu.replay import Policy, ReplayBuffer
 from clu.strategies.configs import StrategyConfig
 from clu.strategies.errors import DivergenceError
 from clu.strategies.schedule import phase_lr
-from clu.update import FastTerm, cross_entropy, fast_slow_step, fisher_diagonal
+from clu.update import FastTerm, cross_entropy, fast_slow_step, fisher_diagonal, salun_mask
 
 Mask = dict[str, Tensor]
 
@@ -54,6 +57,18 @@ class RunContext:
     device: torch.device
     class_tasks: tuple[tuple[int, ...], ...] = ()
     """Task-aware: the class list of every task (logits are masked to a sample's task)."""
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside the block; after it, every submodule is back in its own previous mode."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def quiet_evaluator() -> EvaluationPlugin:
@@ -178,15 +193,28 @@ class CLUStrategy(SupervisedTemplate):
 
     @torch.no_grad()
     def eval_logits(self, ids: Tensor) -> tuple[Tensor, Tensor]:
-        """Logits and labels of train ``ids`` in eval mode, without gradients (back in train mode after)."""
-        self.model.eval()
-        out = self.logits_of(ids)
-        self.model.train()
-        return out
+        """Logits and labels of train ``ids`` in eval mode, without gradients (the previous mode after)."""
+        with eval_mode(self.model):
+            return self.logits_of(ids)
 
     def fisher(self, ids: Tensor, n_batches: int) -> Mask:
-        """Diagonal empirical Fisher of the model on up to ``n_batches`` shuffled mini-batches of 64 of ``ids``."""
-        return fisher_diagonal(self.model, [self.batch(b) for b in islice(self.minibatches(ids, 64), n_batches)])
+        """Diagonal empirical Fisher of the model on up to ``n_batches`` shuffled mini-batches of 64 of ``ids``
+        (eval mode, as SFR-on computes it)."""
+        batches = [self.batch(b) for b in islice(self.minibatches(ids, 64), n_batches)]
+        with eval_mode(self.model):
+            return fisher_diagonal(self.model, batches)
+
+    def saliency(self, ids: Tensor, sparsity: float) -> Mask:
+        """SalUn's mask on ``ids``: top-k of ``|Σ_b ∇ CE_b|`` over shuffled mini-batches of 256, each weighted
+        by its share so that they sum to the mean CE (eval mode, as SalUn computes it)."""
+
+        def losses() -> Iterator[Tensor]:
+            for b in self.minibatches(ids, 256):
+                x, y = self.batch(b)
+                yield cross_entropy(self.logits(x, y), y) * len(b) / len(ids)
+
+        with eval_mode(self.model):
+            return salun_mask(self.model, losses(), sparsity)
 
     def learn_loss(self, x: Tensor, y: Tensor) -> Tensor:
         """CE on the learn batch, through Avalanche's forward/backward callbacks (plugins may add to it)."""
@@ -300,18 +328,6 @@ class CLUStrategy(SupervisedTemplate):
                 if stop is not None and stop(t):
                     return t + 1
         return iters
-
-    def random_labels(self, y: Tensor, classes: Sequence[int]) -> Tensor:
-        """A wrong label for every sample, drawn uniformly from ``classes`` (the retained ones)."""
-        pool = torch.tensor(sorted(classes), device=y.device)
-        if len(pool) < 2:
-            return pool[torch.zeros_like(y)]
-        draw = torch.randint(len(pool) - 1, y.shape, generator=self.gen).to(y.device)
-        # skip the true label: index into the pool without it by shifting draws at/after its position
-        pos = torch.searchsorted(pool, y)
-        own = (pos < len(pool)) & (pool[pos.clamp(max=len(pool) - 1)] == y)
-        draw = torch.where(own & (draw >= pos), draw + 1, draw)
-        return pool[draw.clamp(max=len(pool) - 1)]
 
     # ---------------------------------------------------------------------------------- callbacks
 

@@ -15,8 +15,10 @@ __all__ = [
     "ERFTConfig",
     "ERGAConfig",
     "ERRLConfig",
+    "ERSFRonConfig",
     "ERSalUnConfig",
     "ForgetConfig",
+    "ReplayConfig",
     "StrategyConfig",
     "UGCLUConfig",
     "UnlearnConfig",
@@ -41,7 +43,16 @@ class StrategyConfig:
 
 
 @dataclass(frozen=True)
-class UnlearnConfig(StrategyConfig):
+class ReplayConfig(StrategyConfig):
+    """Shared by the replay strategies (``er``, every ``er_*``, ``ugclu``, ``retrain_stream``): one learner."""
+
+    learner: Literal["fast_slow", "joint"] = "fast_slow"
+    """How a learn iteration combines the learn batch and a buffer batch: fast_slow = a step on the learn
+    batch, then a step on a buffer batch at the post-fast weights; joint = one step on the summed losses."""
+
+
+@dataclass(frozen=True)
+class UnlearnConfig(ReplayConfig):
     """Shared by strategies that run an unlearning phase of their own after the purge."""
 
     unlearn_iters: int = 100
@@ -66,6 +77,10 @@ class ERFTConfig(UnlearnConfig):
 @dataclass(frozen=True)
 class ERGAConfig(UnlearnConfig):
     """Plain gradient ascent (no weights, no mask, no replay) on D_U for ``unlearn_iters`` steps."""
+
+    unlearn_iters: int = 5
+    """Iterations T of the ascent: plain ascent has a sharp trade-off, T = 5 had the lowest gap on the CPU
+    scenarios (longer ascent collapses the model; measurements in strategies/er-ga.toml)."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +115,7 @@ class ForgetConfig(UnlearnConfig):
     forget_freq: int = 5
     """Unlearn-only requests: a fast (forget) step every forget_freq iterations; slow steps every one."""
     mask: Literal["balanced", "topk", "none"] = "balanced"
-    """Saliency mask M_U on the unlearn term: balanced Fisher ratio, top-k of √Fisher on D_U, or none."""
+    """Saliency mask M_U on the unlearn term: balanced Fisher ratio, SalUn's top-k of |Σ∇ CE(D_U)|, or none."""
     gamma: float = 1.0
     """Threshold γ of the balanced mask (F_U + ε) / (F_R + ε) ≥ γ."""
     sparsity: float = 0.5
@@ -110,7 +125,8 @@ class ForgetConfig(UnlearnConfig):
     coefficients: Literal["constant", "proportional"] = "constant"
     """p_L, p_U, p_R: constants 1, or proportional to |D_L|, |D_U|, |buffer|."""
     order: Literal["fast_slow", "joint"] = "fast_slow"
-    """fast_slow: the slow (preserve) step at the post-fast weights; joint: one summed step (ablation)."""
+    """Request iterations only (unlearn-only, or a request attached to a learn task): fast_slow = the slow
+    (preserve) step at the post-fast weights; joint = one summed step (ablation). Learn iterations: learner."""
     early_stop: bool = False
     """End the unlearning once the forget set's mean loss reaches the validation loss."""
 
@@ -122,6 +138,32 @@ class ForgetConfig(UnlearnConfig):
         check(self.gamma > 0, "gamma", f"must be > 0, got {self.gamma}")
         check(0.0 <= self.sparsity < 1.0, "sparsity", f"must be in [0, 1), got {self.sparsity}")
         check(self.fisher_batches >= 1, "fisher_batches", f"must be >= 1, got {self.fisher_batches}")
+
+
+@dataclass(frozen=True)
+class ERSFRonConfig(ForgetConfig):
+    """SFR-on's unlearn-only step (DESIGN §6 reference form), on the replay learner; every default is SFR-on's."""
+
+    forget_loss: Literal["kl_proxy", "ga_weighted"] = "ga_weighted"
+    """SFR-on's objective: the adaptive weighted gradient ascent."""
+    alpha_u: float = 10.0
+    """SFR-on's α_U (25 on CIFAR-10 collapses the digits MLP; 10 was chosen, strategies/er-sfron.toml)."""
+    lam: float = 0.5
+    """SFR-on's inverse-loss exponent λ."""
+    adaptive_weights: bool = True
+    """SFR-on's adaptive per-sample weights."""
+    mask: Literal["balanced", "topk", "none"] = "balanced"
+    """SFR-on's balanced Fisher-ratio mask."""
+    forget_freq: int = 5
+    """SFR-on's forget step every 5th iteration."""
+    unlearn_iters: int = 100
+    """SFR-on's T (1500 on CIFAR-10), scaled down for the CPU scenarios."""
+    clip: float = 7.0
+    """SFR-on's gradient-norm clip of the forget step."""
+    unlearn_lr: float = 0.01
+    """SFR-on's learning rate (cosine-decayed)."""
+    order: Literal["fast_slow", "joint"] = "fast_slow"
+    """SFR-on's fast–slow order: the slow (preserve) step at the post-fast weights."""
 
 
 @dataclass(frozen=True)
@@ -140,12 +182,12 @@ class UGCLUConfig(ForgetConfig):
 
 @dataclass(frozen=True)
 class CLPUConfig(StrategyConfig):
-    """DER++ weights for the main model."""
+    """DER++ weights for the main model (also those of the merge of a side model into it)."""
 
     alpha: float = 0.3
-    """Weight of the logit-matching (MSE) replay term."""
+    """Weight of the logit-matching (MSE) terms: DER++ replay, and distillation to a side model's logits."""
     beta: float = 0.5
-    """Weight of the label (CE) replay term."""
+    """Weight of the label (CE) terms: DER++ replay, and the memory batch of a merge."""
 
     def validate(self) -> None:
         super().validate()

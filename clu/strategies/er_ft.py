@@ -18,7 +18,7 @@ class ERFT(ReplayLearner):
         self.unlearn_phase(
             self.cfg.unlearn_iters,
             self.cfg.unlearn_lr,
-            lambda t: [FastTerm(lambda: self.ce(self.buffer_batch()))],
+            lambda t: [FastTerm(self.preserve)],
             None,
             clip=self.cfg.clip,
         )

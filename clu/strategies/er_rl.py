@@ -9,7 +9,7 @@ import torch
 from clu.events import UnlearnRequest
 from clu.strategies.configs import ERRLConfig
 from clu.strategies.er import ReplayLearner
-from clu.update import FastTerm, cross_entropy
+from clu.update import FastTerm, cross_entropy, random_labels
 
 
 class ERRL(ReplayLearner):
@@ -19,7 +19,7 @@ class ERRL(ReplayLearner):
     def relabel_loss(self, forget: Iterator[torch.Tensor]) -> torch.Tensor:
         """CE of a forget batch against random wrong labels from the retained classes."""
         x, y = self.batch(next(forget))
-        return cross_entropy(self.logits(x, y), self.random_labels(y, sorted(self.known_classes)))
+        return cross_entropy(self.logits(x, y), random_labels(y, sorted(self.known_classes), self.gen))
 
     def forget(self, request: UnlearnRequest) -> None:
         forget = self.cycle(torch.tensor(request.sample_ids))
@@ -27,7 +27,7 @@ class ERRL(ReplayLearner):
             self.cfg.unlearn_iters,
             self.cfg.unlearn_lr,
             lambda t: [FastTerm(lambda: self.relabel_loss(forget))],
-            lambda: self.ce(self.buffer_batch()),
+            self.preserve,
             clip=self.cfg.clip,
             order="joint",
         )

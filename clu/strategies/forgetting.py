@@ -24,7 +24,6 @@ from clu.update import (
     calibrate_temperature,
     cosine_coefficient,
     cross_entropy,
-    fisher_topk_mask,
     kl_proxy_loss,
     remove_classes_target,
     should_stop_early,
@@ -44,18 +43,23 @@ Forward = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
 def forget_mask(
-    cfg: ForgetConfig, fisher: Callable[[Tensor], Mask], forget_ids: Tensor, retain_ids: Tensor
+    cfg: ForgetConfig,
+    fisher: Callable[[Tensor], Mask],
+    saliency: Callable[[Tensor, float], Mask],
+    forget_ids: Tensor,
+    retain_ids: Tensor,
 ) -> Mask | None:
-    """M_U: the balanced Fisher ratio of D_U against the retained (buffer) ids, top-k of √F_U, or None.
+    """M_U: the balanced Fisher ratio of D_U against the retained (buffer) ids, SalUn's top-k mask, or None.
 
-    ``fisher(ids)`` is the diagonal Fisher on ``ids``; it is called for D_U first, then for the retained ids
-    (only when the balanced mask has something to balance against).
+    ``fisher(ids)`` is the diagonal Fisher on ``ids``; for the balanced mask it is called for D_U first, then
+    for the retained ids (only when the mask has something to balance against). ``saliency(ids, sparsity)`` is
+    SalUn's top-k of |Σ∇ CE| on ``ids`` (``mask = "topk"``: the same ranking as ``er_salun``'s mask).
     """
     if cfg.mask == "none":
         return None
-    f_u = fisher(forget_ids)
     if cfg.mask == "topk":
-        return fisher_topk_mask(f_u, cfg.sparsity)
+        return saliency(forget_ids, cfg.sparsity)
+    f_u = fisher(forget_ids)
     if not len(retain_ids):
         return None  # nothing to balance against: every parameter may move
     return balanced_mask(f_u, fisher(retain_ids), cfg.gamma)

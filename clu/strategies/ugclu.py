@@ -1,10 +1,13 @@
 """``ugclu``: the unified gradient-based CLU method (DESIGN §6).
 
-Every iteration is a fast–slow step. Fast: the learn term p_L · M_L ⊙ ∇CE(D_L) and, when a request is
-being served, the unlearn term a_t · p_U · M_U ⊙ ∇L_U (clipped, masked). Slow: p_R · ∇CE(buffer) taken at
-the post-fast weights, which to first order applies (I + ηH_R)^-1 to the fast direction.
-Learn tasks run the scenario's epochs; a request attached to a learn task rides along that task's
-iterations; a request alone runs T iterations with a fast step every ``forget_freq``.
+A learn iteration with no request attached is the replay learner's (:class:`~clu.strategies.er.ReplayLearner`,
+``learner``): the learn term p_L · M_L ⊙ ∇CE(D_L) and the buffer term p_R · ∇CE(buffer), unclipped; with
+the default p_L = p_R = 1 and no learn mask it is bit-identical to ``er``'s. A request iteration is a
+fast–slow step (``order``). Fast: the unlearn term a_t · p_U · M_U ⊙ ∇L_U (with the learn term when the
+request is attached to a learn task), clipped, masked. Slow: p_R · ∇CE(buffer) taken at the post-fast
+weights, which to first order applies (I + ηH_R)^-1 to the fast direction.
+A request attached to a learn task rides along that task's iterations; a request alone runs T iterations
+with a fast step every ``forget_freq``.
 """
 
 from __future__ import annotations
@@ -18,15 +21,17 @@ from torch import Tensor
 from clu.events import LearnTask, UnlearnRequest
 from clu.strategies.base import CLUStrategy
 from clu.strategies.configs import ForgetConfig, UGCLUConfig
+from clu.strategies.er import ReplayLearner
 from clu.strategies.forgetting import ForgetTerm, forget_mask, proxy_targets, silence_head_rows, unlearn_only
 from clu.update import FastTerm, balanced_mask, set_size_coefficients
 
 
 def unlearn_term(s: CLUStrategy, request: UnlearnRequest, cfg: ForgetConfig, p_u: float = 1.0) -> ForgetTerm:
     """The request's unlearn term, set up after the purge from the model before any step, in this order:
-    M_U (Fisher passes), q (``kl_proxy``), then in the task-aware setting the forgotten task's head rows."""
+    M_U (Fisher or saliency passes), q (``kl_proxy``), then in the task-aware setting the forgotten task's
+    head rows."""
     ids = torch.tensor(request.sample_ids, dtype=torch.long)
-    mask = forget_mask(cfg, lambda i: s.fisher(i, cfg.fisher_batches), ids, s.buffer_ids())
+    mask = forget_mask(cfg, lambda i: s.fisher(i, cfg.fisher_batches), s.saliency, ids, s.buffer_ids())
     targets = None
     if cfg.forget_loss == "kl_proxy":
         targets = proxy_targets(
@@ -43,13 +48,13 @@ def unlearn_term(s: CLUStrategy, request: UnlearnRequest, cfg: ForgetConfig, p_u
     return ForgetTerm(ids, s.cycle(ids), s.logits_of, mask, targets, lam, cfg.alpha_u, p_u)
 
 
-class UGCLU(CLUStrategy):
-    """Learn: fast = p_L · M_L ⊙ ∇CE(D_L) (+ an attached request's unlearn term), slow = p_R · ∇CE(buffer).
-    A request alone: :func:`~clu.strategies.forgetting.unlearn_only` with the same unlearn and slow terms."""
+class UGCLU(ReplayLearner):
+    """Learn: the replay learner on p_L · M_L ⊙ ∇CE(D_L) and p_R · ∇CE(buffer); an attached request adds its
+    unlearn term to the fast step (``order``, clipped). A request alone:
+    :func:`~clu.strategies.forgetting.unlearn_only` with the same unlearn and slow terms."""
 
     name = "ugclu"
     cfg: UGCLUConfig
-    uses_buffer = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -65,8 +70,12 @@ class UGCLU(CLUStrategy):
 
     def preserve(self) -> Tensor | None:
         """The slow step's loss: p_R · CE on a buffer batch (None when the buffer is empty)."""
-        loss = self.ce(self.buffer_batch())
+        loss = super().preserve()
         return None if loss is None else self.p_r * loss
+
+    def learn_terms(self, x: Tensor, y: Tensor) -> list[FastTerm]:
+        """The learn term p_L · M_L ⊙ ∇CE(D_L batch)."""
+        return [FastTerm(lambda: self.learn_loss(x, y), self.learn_mask, self.p_l)]
 
     # -- a learn task, with the request of the same step riding along --------------------------------
 
@@ -91,10 +100,13 @@ class UGCLU(CLUStrategy):
             self.learn_mask = balanced_mask(self.fisher(ids, n), self.fisher(self.buffer_ids(), n), self.cfg.gamma_l)
 
     def learn_iteration(self, x: Tensor, y: Tensor) -> None:
-        fast = [FastTerm(lambda: self.learn_loss(x, y), self.learn_mask, self.p_l)]
-        if self.forget_term is not None:
-            fast.append(self.forget_term.term(self.t, self.total))
-        self.step(fast, self.preserve, clip=self.cfg.clip, order=self.cfg.order)
+        """No request attached: the replay learner (``learner``). Attached: a request iteration (``order``,
+        clipped) with the learn and unlearn terms in the fast step."""
+        if self.forget_term is None:
+            super().learn_iteration(x, y)
+        else:
+            fast = [*self.learn_terms(x, y), self.forget_term.term(self.t, self.total)]
+            self.step(fast, self.preserve, clip=self.cfg.clip, order=self.cfg.order)
         self.t += 1
 
     # -- a request alone -----------------------------------------------------------------------------

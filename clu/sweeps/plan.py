@@ -56,6 +56,9 @@ class SweepRequest:
     """Training replicas per (scenario, strategy, seed); each replica of each unit is its own trial."""
     shadows: int | None = None
     """Shadow oracles of the LiRA attack; None takes each scenario's ``[evaluation] shadows``."""
+    split: Literal["test", "validation"] | None = None
+    """The held-out split TA, MIA and LiRA use (``[evaluation] split``); None takes each scenario's. ``clu tune``
+    sets ``validation``. It is part of each trial's resolved config, hence of its fingerprint."""
     fail_trials: str | None = None
     """Tests only: ``"scenario/label/seed[/r<k>][:n],..."`` — these trials raise at their start (every attempt, or
     the first ``n`` attempts only). Passed to the workers with the trials; recorded in sweep.json when set."""
@@ -150,7 +153,8 @@ class SweepPlan:
     """Scenario name → the file it came from."""
     replicas: int = 1
     evaluation: dict[str, EvaluationSpec] = field(default_factory=dict)
-    """Scenario name → its evaluation settings, ``shadows`` resolved (the request's or the scenario's)."""
+    """Scenario name → its evaluation settings, ``shadows`` and ``split`` resolved (the request's or the
+    scenario's)."""
 
 
 def local_cpus() -> int:
@@ -182,6 +186,8 @@ def check_request(req: SweepRequest) -> None:
     if req.shadows is not None and (isinstance(req.shadows, bool) or not isinstance(req.shadows, int)
                                     or req.shadows < 0):
         raise ConfigError(f"must be a whole number >= 0, got {req.shadows!r}", key="--shadows")
+    if req.split is not None and req.split not in ("test", "validation"):
+        raise ConfigError(f"{req.split!r} is not allowed; choose test or validation", key="split")
     if req.retries < 0:
         raise ConfigError(f"must be >= 0, got {req.retries}", key="--retries")
     check_device(req.device, "--device")
@@ -202,6 +208,8 @@ def plan_sweep(req: SweepRequest) -> SweepPlan:
     for s in dict.fromkeys(req.scenarios):
         path = resolve_scenario(s)
         spec = load_scenario(path)
+        if req.split is not None:  # in the trials' resolved configs, so in their fingerprints
+            spec = replace(spec, evaluation=replace(spec.evaluation, split=req.split))
         _check_name("scenario", spec.name, "scenarios")
         if spec.name in sources:
             raise ConfigError(f"two scenario files are both named {spec.name!r} ({sources[spec.name]} and {path}); "

@@ -65,7 +65,8 @@ def _request_record(req: SweepRequest, plan: SweepPlan) -> dict[str, Any]:
     return {
         "scenarios": list(plan.scenarios), "scenario_files": plan.sources, "strategies": list(plan.strategies),
         "seeds": list(plan.seeds), "replicas": plan.replicas,
-        "shadows": {name: ev.shadows for name, ev in plan.evaluation.items()}, "executor": req.executor,
+        "shadows": {name: ev.shadows for name, ev in plan.evaluation.items()},
+        "split": {name: ev.split for name, ev in plan.evaluation.items()}, "executor": req.executor,
         "address": req.address,
         "cpus_per_trial": req.cpus_per_trial, "gpus_per_trial": req.gpus_per_trial, "retries": req.retries,
         "device": req.device, "threads": req.threads, "trials": len(plan.trials),

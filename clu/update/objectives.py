@@ -6,7 +6,8 @@
 * forget, ``kl_proxy``: descent on KL(q || p_theta) (:func:`kl_proxy_loss`) towards a proxy q of the
   oracle's output — the model's own softmax with the forgotten classes removed
   (:func:`remove_classes_target`, class / cross-task requests) or its tempered softmax
-  (:func:`tempered_target` with :func:`calibrate_temperature`, random-sample requests).
+  (:func:`tempered_target` with :func:`calibrate_temperature`, random-sample requests);
+* forget, random relabelling (``er_rl``, ``er_salun``): CE against :func:`random_labels`.
 
 Targets are returned detached; compute them once at the start of a request.
 """
@@ -24,6 +25,7 @@ __all__ = [
     "cross_entropy",
     "inverse_loss_weights",
     "kl_proxy_loss",
+    "random_labels",
     "remove_classes_target",
     "tempered_target",
     "weighted_ascent_loss",
@@ -157,3 +159,27 @@ def kl_proxy_loss(logits: Tensor, target: Tensor) -> Tensor:
 def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
     """Plain mean cross-entropy (learn on D_L, preserve on the buffer)."""
     return F.cross_entropy(logits, y)
+
+
+def random_labels(y: Tensor, classes: Sequence[int], generator: torch.Generator) -> Tensor:
+    """A wrong label for every sample, drawn uniformly from ``classes`` minus the sample's own label.
+
+    A sample whose true label is in ``classes`` gets one of the ``len(classes) - 1`` others; one whose
+    label is not (a forgotten class) gets any of the ``len(classes)``. A single-class pool can offer no
+    wrong label: every sample gets that class, even where it is the true one. The draw is made on the CPU
+    with ``generator`` (so the labels do not depend on ``y``'s device) and returned on ``y``'s device.
+    """
+    pool = torch.tensor(sorted({int(c) for c in classes}), dtype=torch.long)
+    n = len(pool)
+    if n == 0:
+        raise ValueError("random_labels needs at least one class")
+    if n == 1:
+        return pool.expand(y.shape).clone().to(y.device)
+    true = y.detach().to("cpu", torch.long)
+    pos = torch.searchsorted(pool, true)
+    own = pool[pos.clamp(max=n - 1)] == true
+    # one draw over n·(n-1) values is exactly uniform over both n (label not in the pool) and n - 1
+    draw = torch.randint(n * (n - 1), true.shape, generator=generator)
+    skip = draw % (n - 1)
+    idx = torch.where(own, skip + (skip >= pos).long(), draw % n)  # skip the own label's position
+    return pool[idx].to(y.device)

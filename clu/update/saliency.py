@@ -1,12 +1,14 @@
 """Every weight-saliency mask (DESIGN §6), each named for what it ranks:
 
 * :func:`balanced_mask` — the balanced Fisher ratio ``1[(F_U + ε) / (F_R + ε) ≥ γ]`` (ugclu's M_U and M_L);
-* :func:`fisher_topk_mask` — top-k of √F on the forget set (ugclu's ``mask = "topk"`` ablation);
-* :func:`salun_mask` — SalUn's top-k of the summed-gradient magnitude on the forget set (er_salun);
+* :func:`salun_mask` — SalUn's top-k of the summed-gradient magnitude ``|Σ ∇ CE|`` on the forget set
+  (er_salun, and ugclu's ``mask = "topk"`` ablation);
 
 built from :func:`fisher_diagonal` (the diagonal empirical Fisher) and :func:`topk_mask` (top-k of |score|).
 Masks are ``dict[str, Tensor]`` keyed by ``model.named_parameters()`` names, float tensors of the
-parameter's shape holding 1 (update allowed) or 0 (parameter frozen).
+parameter's shape holding 1 (update allowed) or 0 (parameter frozen). The functions run the model in its
+current mode; the strategies run these passes in eval mode (``CLUStrategy.fisher`` / ``.saliency``), as
+SFR-on and SalUn do, so BatchNorm neither normalises by the pass's batch nor records its statistics.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["balanced_mask", "fisher_diagonal", "fisher_topk_mask", "mask_ratio", "salun_mask", "topk_mask"]
+__all__ = ["balanced_mask", "fisher_diagonal", "mask_ratio", "salun_mask", "topk_mask"]
 
 
 def fisher_diagonal(
@@ -93,11 +95,6 @@ def topk_mask(scores: Mapping[str, Tensor], sparsity: float) -> dict[str, Tensor
         out[n] = part.to(device=g.device, dtype=g.dtype if g.is_floating_point() else torch.float32)
         start += g.numel()
     return out
-
-
-def fisher_topk_mask(fisher: Mapping[str, Tensor], sparsity: float) -> dict[str, Tensor]:
-    """Top-k of ``√F`` (a diagonal Fisher): the ``1 - sparsity`` share of entries the loss is most sensitive to."""
-    return topk_mask({n: f.sqrt() for n, f in fisher.items()}, sparsity)
 
 
 def salun_mask(model: nn.Module, losses: Iterable[Tensor], sparsity: float) -> dict[str, Tensor]:

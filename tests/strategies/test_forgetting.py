@@ -17,7 +17,7 @@ from clu.scenario import events_for, scenario_from_dict
 from clu.strategies import ForgetConfig, StrategyChoice, UGCLUConfig, strategy_config
 from clu.strategies.forgetting import ForgetTerm, forget_mask, looks_unseen, proxy_targets, silence_head_rows
 from clu.strategies.ugclu import unlearn_term
-from clu.update import cross_entropy, mask_ratio
+from clu.update import cross_entropy, mask_ratio, salun_mask
 from tiny import TINY
 
 CPU = torch.device("cpu")
@@ -70,7 +70,7 @@ def test_kl_proxy_targets_put_no_mass_on_forgotten_or_unseen_classes(trained):
 def _mask(strategy, request, cfg: ForgetConfig, retain_ids=None):
     ids = torch.tensor(request.sample_ids)
     retain = strategy.buffer_ids() if retain_ids is None else retain_ids
-    return forget_mask(cfg, lambda i: strategy.fisher(i, cfg.fisher_batches), ids, retain)
+    return forget_mask(cfg, lambda i: strategy.fisher(i, cfg.fisher_batches), strategy.saliency, ids, retain)
 
 
 def test_balanced_mask_is_partial_on_a_trained_model(trained):
@@ -85,11 +85,22 @@ def test_balanced_mask_is_partial_on_a_trained_model(trained):
     assert unlearn_term(strategy, request, ForgetConfig(mask="balanced")).mask is not None
 
 
-def test_fisher_topk_mask_keeps_the_asked_fraction_and_no_mask_is_none(trained):
+def test_topk_mask_is_salun_s_mask_and_no_mask_is_none(trained):
     strategy, request = trained
-    mask = _mask(strategy, request, ForgetConfig(mask="topk", sparsity=0.75))
+    ids = torch.tensor(request.sample_ids)
+
+    def no_fisher(_ids):
+        raise AssertionError("the topk mask ranks saliency, not the Fisher")
+
+    mask = forget_mask(ForgetConfig(mask="topk", sparsity=0.75), no_fisher, strategy.saliency, ids, strategy.buffer_ids())
     assert mask is not None
     assert mask_ratio(mask) == pytest.approx(0.25, abs=0.02)
+    # SalUn's ranking by hand: |∇ mean CE(D_U)| in eval mode (D_U is one mini-batch of 256 here)
+    assert len(ids) <= 256
+    x, y = strategy.batch(ids)
+    expected = salun_mask(strategy.model.eval(), [cross_entropy(strategy.logits(x, y), y)], 0.75)
+    strategy.model.train()
+    assert set(mask) == set(expected) and all(torch.equal(mask[n], expected[n]) for n in mask)
     assert _mask(strategy, request, ForgetConfig(mask="none")) is None
     # nothing to balance against: every parameter may move
     assert _mask(strategy, request, ForgetConfig(mask="balanced"), torch.empty(0, dtype=torch.long)) is None
@@ -180,6 +191,7 @@ ABLATIONS = {
     "ga_weighted": ({"forget_loss": "ga_weighted"}, "default"),
     "plain_ascent": ({"forget_loss": "ga_weighted", "adaptive_weights": False}, "ga_weighted"),
     "order_joint": ({"order": "joint"}, "default"),
+    "learner_joint": ({"learner": "joint"}, "default"),
     "learn_mask": ({"learn_mask": True}, "default"),
     "proportional": ({"coefficients": "proportional"}, "default"),
     "early_stop": ({"early_stop": True}, None),
@@ -188,7 +200,8 @@ ABLATIONS = {
 
 def test_ugclu_config_has_the_ablation_switches():
     names = {f.name for f in fields(UGCLUConfig)}
-    assert {"mask", "adaptive_weights", "forget_loss", "order", "learn_mask", "coefficients", "early_stop"} <= names
+    assert {"mask", "adaptive_weights", "forget_loss", "order", "learner", "learn_mask", "coefficients",
+            "early_stop"} <= names
     for overrides, _ in ABLATIONS.values():
         cfg = strategy_config("ugclu", overrides)
         assert all(getattr(cfg, k) == v for k, v in overrides.items())
@@ -196,6 +209,8 @@ def test_ugclu_config_has_the_ablation_switches():
         strategy_config("ugclu", {"mask": "sometimes"})
     with pytest.raises(ConfigError, match="order"):
         strategy_config("ugclu", {"order": "slow_fast"})
+    with pytest.raises(ConfigError, match="learner"):
+        strategy_config("ugclu", {"learner": "slow_fast"})
 
 
 _FINAL: dict[str, dict[str, torch.Tensor]] = {}

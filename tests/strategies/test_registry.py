@@ -8,10 +8,12 @@ import textwrap
 
 import pytest
 
-from clu.config import ConfigError
+from clu.config import ConfigError, read_toml
 from clu.strategies import (
     STRATEGIES,
     ERGAConfig,
+    ERSFRonConfig,
+    ReplayConfig,
     StrategyConfig,
     StrategyEntry,
     UGCLUConfig,
@@ -53,6 +55,30 @@ def test_every_registered_strategy_loads_and_has_its_preset_and_a_valid_default_
         assert entry.preset.is_file(), f"{name}: no preset {entry.preset}"
         cfg = strategy_config(name)
         assert isinstance(cfg, entry.config_class)
+
+
+def _preset_values(path) -> tuple[str, dict]:
+    """The strategy a preset file names and the values it sets."""
+    data = dict(read_toml(path))
+    data.pop("label", None)
+    return data.pop("strategy"), data
+
+
+def test_a_bare_config_is_its_own_method():
+    """No preset needed: each config class carries its method's defaults (a preset only tunes them; that it
+    lists only non-default values is tests/test_paths.py's check)."""
+    for name, entry in STRATEGIES.items():
+        _, values = _preset_values(entry.preset)
+        if not values:
+            assert strategy_config(name) == entry.config_class(), name
+    assert ERGAConfig().unlearn_iters == 5
+    sfron = ERSFRonConfig()  # SFR-on, not the project's kl_proxy extension
+    assert (sfron.forget_loss, sfron.alpha_u, sfron.lam, sfron.adaptive_weights, sfron.mask) == (
+        "ga_weighted", 10.0, 0.5, True, "balanced")
+    assert (sfron.forget_freq, sfron.clip, sfron.unlearn_lr, sfron.order) == (5, 7.0, 0.01, "fast_slow")
+    assert UGCLUConfig().forget_loss == "kl_proxy"
+    assert STRATEGIES["er"].config_class is ReplayConfig and STRATEGIES["retrain_stream"].config_class is ReplayConfig
+    assert STRATEGIES["er_sfron"].config_class is ERSFRonConfig
 
 
 class Mine(CLUStrategy):

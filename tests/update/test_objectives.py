@@ -11,6 +11,7 @@ from clu.update.objectives import (
     cross_entropy,
     inverse_loss_weights,
     kl_proxy_loss,
+    random_labels,
     remove_classes_target,
     tempered_target,
     weighted_ascent_loss,
@@ -146,3 +147,64 @@ def test_kl_proxy_loss():
 def test_cross_entropy_is_mean_ce():
     logits, y = torch.tensor([[0.0, 0.0]]), torch.tensor([1])
     assert cross_entropy(logits, y).item() == pytest.approx(math.log(2))
+
+
+# ---------------------------------------------------------------------------------------- random labels
+
+
+def _chi_square(counts: list[int], expected: float) -> float:
+    return sum((c - expected) ** 2 / expected for c in counts)
+
+
+def test_random_labels_true_label_outside_the_pool_draws_every_class():
+    """A forgotten class (class / cross-task requests): every retained class, the highest included."""
+    out = random_labels(torch.full((20000,), 4), [0, 1, 2, 3, 5], torch.Generator().manual_seed(0))
+    c = torch.bincount(out, minlength=6).tolist()
+    assert c[4] == 0 and all(c[k] > 0 for k in (0, 1, 2, 3, 5)), c
+    # uniform over 5 classes: chi-square with 4 degrees of freedom below its 1e-6 upper quantile (a class
+    # never drawn would give ~4000)
+    assert _chi_square([c[k] for k in (0, 1, 2, 3, 5)], 20000 / 5) < 33.38, c
+
+
+def test_random_labels_true_label_in_the_pool_is_never_drawn_and_the_rest_are_uniform():
+    """A random-sample request: the own label is excluded, the other len - 1 classes equally likely."""
+    out = random_labels(torch.full((20000,), 2), [5, 0, 3, 2, 1], torch.Generator().manual_seed(1))
+    c = torch.bincount(out, minlength=6).tolist()
+    assert c[2] == 0 and c[4] == 0, c
+    assert _chi_square([c[k] for k in (0, 1, 3, 5)], 20000 / 4) < 30.66, c  # 3 degrees of freedom, 1e-6
+    for own in (0, 5):  # the lowest and the highest class of the pool
+        c = torch.bincount(random_labels(torch.full((8000,), own), [0, 1, 2, 5], torch.Generator().manual_seed(2)),
+                           minlength=6).tolist()
+        assert c[own] == 0 and all(c[k] > 2000 for k in {0, 1, 2, 5} - {own}), (own, c)
+
+
+def test_random_labels_mixed_batch_are_wrong_and_in_the_pool():
+    g = torch.Generator().manual_seed(3)
+    y = torch.randint(0, 10, (5000,), generator=g)
+    pool = [1, 4, 6, 7, 9]
+    out = random_labels(y, pool, g)
+    assert out.shape == y.shape and out.dtype == torch.long
+    assert set(out.tolist()) == set(pool)
+    assert not (out == y).any()
+
+
+def test_random_labels_single_class_pool_and_empty_pool():
+    g = torch.Generator().manual_seed(0)
+    assert random_labels(torch.tensor([3, 1, 3]), [3], g).tolist() == [3, 3, 3]  # no wrong label to give
+    with pytest.raises(ValueError):
+        random_labels(torch.tensor([1]), [], g)
+
+
+def test_random_labels_follow_the_generator_on_every_device():
+    y = torch.randint(0, 6, (300,), generator=torch.Generator().manual_seed(4))
+    pool = [0, 2, 3, 5]
+    first = random_labels(y, pool, torch.Generator().manual_seed(9))
+    assert torch.equal(first, random_labels(y, pool, torch.Generator().manual_seed(9)))  # same seed, same labels
+    assert not torch.equal(first, random_labels(y, pool, torch.Generator().manual_seed(10)))
+    g = torch.Generator().manual_seed(9)
+    random_labels(y, pool, g)
+    assert not torch.equal(first, random_labels(y, pool, g))  # the generator advances
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:  # drawn on the CPU generator: the same labels on any device, returned there
+        out = random_labels(y.to(device), pool, torch.Generator().manual_seed(9))
+        assert out.device.type == device and torch.equal(out.cpu(), first)

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clu.update.saliency import balanced_mask, fisher_diagonal, fisher_topk_mask, mask_ratio, salun_mask, topk_mask
+from clu.update.saliency import balanced_mask, fisher_diagonal, mask_ratio, salun_mask, topk_mask
 
 
 def _linear():
@@ -87,11 +87,17 @@ def test_topk_ties_are_deterministic():
     assert all(torch.equal(m[k], topk_mask(g, 0.6)[k]) for k in m)
 
 
-def test_fisher_topk_ranks_the_square_root_of_the_fisher():
-    f = {"a": torch.tensor([4.0, 0.0, 9.0]), "b": torch.tensor([1.0])}
-    m = fisher_topk_mask(f, sparsity=0.5)  # keep round(0.5 * 4) = 2: the two largest sqrt(F)
-    assert torch.equal(m["a"], torch.tensor([1.0, 0.0, 1.0])) and torch.equal(m["b"], torch.tensor([0.0]))
-    assert all(torch.equal(m[k], topk_mask({n: v.sqrt() for n, v in f.items()}, 0.5)[k]) for k in m)
+def test_salun_ranking_differs_from_the_square_root_of_the_fisher():
+    """Gradients that cancel across batches: SalUn's |Σ∇| drops them, √Fisher (mean of squares) keeps them."""
+    m = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        m.weight.zero_()  # p = (1/2, 1/2): ∇_W CE = (p - onehot(y)) xᵀ
+    batches = [(torch.tensor([[1.0, 1.0]]), torch.tensor([0])), (torch.tensor([[-2.0, 1.0]]), torch.tensor([0]))]
+    # column 0: gradients -0.5 then +1 (sum 0.5, mean square 0.625); column 1: -0.5 twice (sum 1, 0.25)
+    salun = salun_mask(m, (F.cross_entropy(m(x), y) / 2 for x, y in batches), sparsity=0.5)
+    fisher = topk_mask({n: f.sqrt() for n, f in fisher_diagonal(m, batches).items()}, sparsity=0.5)
+    assert torch.equal(salun["weight"], torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
+    assert torch.equal(fisher["weight"], torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
 
 
 def test_salun_mask_ranks_the_summed_gradient_of_the_batch_losses():
