@@ -33,6 +33,9 @@ ALPHA = 0.05
 """Significance level of every test here."""
 WILCOXON_MIN_N = 10
 """The Wilcoxon signed-rank p-value is reported from this many paired seeds on."""
+EXACT_MAX_N = 13
+"""Up to this many pairs with zero or tied differences, scipy's Wilcoxon runs a permutation test over all 2^n
+sign patterns (~0.4 s a call); :func:`wilcoxon_p` enumerates them itself (same value, a thousand times faster)."""
 
 Rule = Literal["min", "max"] | tuple[Literal["target"], float]
 """Which value is best: the lowest, the highest, or the closest to a target."""
@@ -95,8 +98,24 @@ def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> float | None:
         return None
     if _constant_difference(x, y) == 0.0:
         return 1.0
+    d = x - y
+    nonzero = d[d != 0]
+    if x.size <= EXACT_MAX_N and (nonzero.size < d.size or np.unique(np.abs(nonzero)).size < nonzero.size):
+        return _signed_rank_exact_p(nonzero)  # what scipy computes here, by a ~0.4 s permutation test
     p = float(sps.wilcoxon(x, y).pvalue)
     return p if math.isfinite(p) else 1.0
+
+
+def _signed_rank_exact_p(d: np.ndarray) -> float:
+    """Two-sided exact signed-rank p-value of nonzero differences ``d`` (midranks for ties) by enumerating all
+    2^n sign patterns: the value of scipy's ``wilcoxon`` permutation test for n <= 13 with ties or zeros (tested)."""
+    ranks = sps.rankdata(np.abs(d))
+    t_obs = float(ranks[d > 0].sum())
+    signs = ((np.arange(2 ** d.size)[:, None] >> np.arange(d.size)) & 1).astype(np.float64)
+    t = signs @ ranks
+    eps = 1e-12 * max(1.0, float(ranks.sum()))
+    less, greater = float(np.mean(t <= t_obs + eps)), float(np.mean(t >= t_obs - eps))
+    return min(1.0, 2.0 * min(less, greater))
 
 
 def holm(pvalues: Mapping[str, float]) -> dict[str, float]:

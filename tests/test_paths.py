@@ -13,7 +13,7 @@ from clu.config import ConfigError, read_toml
 from clu.paths import DEFAULT_SCENARIO, SCENARIO_DIR, STRATEGY_DIR, default_runs_dir, resolve_scenario
 from clu.strategies import get_entry, resolve_strategy, strategy_config
 
-PRESETS = sorted(STRATEGY_DIR.rglob("*.toml"))
+PRESETS = sorted(p for p in STRATEGY_DIR.rglob("*.toml") if p.parent.name != "spaces")  # spaces: clu tune's
 
 
 def test_the_folders_are_the_data_packages() -> None:
@@ -46,7 +46,18 @@ def test_a_preset_lists_only_what_differs_from_its_config_defaults(path: Path) -
     defaults = {f.name: f.default for f in dataclasses.fields(entry.config_class)}
     same = sorted(k for k, v in data.items() if k in defaults and defaults[k] == v)
     assert not same, f"{path.name} restates defaults of {entry.config_class.__name__}: {same}"
-    assert resolve_strategy(str(path)).config == dataclasses.replace(entry.config_class(), **data)
+    # a shipped preset sits on the config defaults; any other file (an ablation) on the shipped preset
+    base = entry.config_class() if path == entry.preset else strategy_config(entry.name)
+    assert resolve_strategy(str(path)).config == dataclasses.replace(base, **data)
+
+
+def test_every_shipped_search_space_loads() -> None:
+    from clu.tune import load_space
+
+    spaces = sorted((STRATEGY_DIR / "spaces").glob("*.toml"))
+    assert {p.stem for p in spaces} == {"ugclu", "er-ft", "er-ga", "er-rl", "er-salun", "er-sfron"}
+    for p in spaces:
+        assert load_space(p).params, p
 
 
 def test_each_top_level_preset_is_the_preset_of_the_strategy_it_names() -> None:
