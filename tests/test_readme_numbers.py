@@ -58,7 +58,7 @@ def test_manifest_is_the_leads_table_list() -> None:
     assert list(MANIFEST.tables) == [
         "digits-class", "digits-cross-task", "digits-random-sample", "mnist5k-class", "mnist5k-cross-task",
         "mnist5k-random-sample", "digits-task-aware", "mnist5k-task-aware", "ablations", "lira-digits",
-        "klom16-digits-random-sample"]
+        "klom16-digits-random-sample", "digits-attached", "digits-detached", "mnist5k-attached", "mnist5k-detached"]
     ablations = {str(p.relative_to(ROOT)) for p in (ROOT / "strategies" / "ablations").glob("*.toml")}
     assert ablations <= set(MANIFEST.tables["ablations"].strategies)
     for t in MANIFEST.tables.values():

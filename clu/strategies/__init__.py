@@ -15,6 +15,7 @@ from clu.strategies.configs import (
     ReplayConfig,
     StrategyConfig,
     UGCLUConfig,
+    UGCLUPaperConfig,
     UnlearnConfig,
 )
 from clu.strategies.errors import DivergenceError
@@ -43,6 +44,7 @@ __all__ = [
     "StrategyConfig",
     "StrategyEntry",
     "UGCLUConfig",
+    "UGCLUPaperConfig",
     "UnlearnConfig",
     "get_entry",
     "register",

@@ -21,6 +21,7 @@ __all__ = [
     "ReplayConfig",
     "StrategyConfig",
     "UGCLUConfig",
+    "UGCLUPaperConfig",
     "UnlearnConfig",
 ]
 
@@ -178,6 +179,15 @@ class UGCLUConfig(ForgetConfig):
     def validate(self) -> None:
         super().validate()
         check(self.gamma_l > 0, "gamma_l", f"must be > 0, got {self.gamma_l}")
+
+
+@dataclass(frozen=True)
+class UGCLUPaperConfig(UGCLUConfig):
+    """UG-CLU as the papers describe it: every default is SFR-on's, scaled to the CPU data sets (the scalings
+    are in strategies/ugclu-paper.toml); the forget objective is the papers' weighted ascent."""
+
+    forget_loss: Literal["kl_proxy", "ga_weighted"] = "ga_weighted"
+    """The papers' objective: adaptive weighted gradient ascent with inverse-loss weights."""
 
 
 @dataclass(frozen=True)

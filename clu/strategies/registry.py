@@ -25,6 +25,7 @@ from clu.strategies.configs import (
     ReplayConfig,
     StrategyConfig,
     UGCLUConfig,
+    UGCLUPaperConfig,
 )
 
 if TYPE_CHECKING:
@@ -112,6 +113,8 @@ _BUILT_IN = (
                   ReplayConfig, f"{_PKG}.retrain:RetrainStream"),
     StrategyEntry("ugclu", "unified CLU: replay learner; requests: fast-slow unlearn + preserve under a balanced mask",
                   UGCLUConfig, f"{_PKG}.ugclu:UGCLU"),
+    StrategyEntry("ugclu_paper", "UG-CLU as published: ugclu's recipe with SFR-on's weighted ascent (not tuned)",
+                  UGCLUPaperConfig, f"{_PKG}.ugclu_paper:UGCLUPaper"),
 )
 for _entry in _BUILT_IN:
     register(_entry)

@@ -6,8 +6,8 @@ the default p_L = p_R = 1 and no learn mask it is bit-identical to ``er``'s. A r
 fast–slow step (``order``). Fast: the unlearn term a_t · p_U · M_U ⊙ ∇L_U (with the learn term when the
 request is attached to a learn task), clipped, masked. Slow: p_R · ∇CE(buffer) taken at the post-fast
 weights, which to first order applies (I + ηH_R)^-1 to the fast direction.
-A request attached to a learn task rides along that task's iterations; a request alone runs T iterations
-with a fast step every ``forget_freq``.
+A request alone runs T iterations with a fast step every ``forget_freq``; a request attached to a learn task
+gets the same forget steps spread over that task's iterations (rescaled to the learn lr).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from clu.events import LearnTask, UnlearnRequest
 from clu.strategies.base import CLUStrategy
 from clu.strategies.configs import ForgetConfig, UGCLUConfig
 from clu.strategies.er import ReplayLearner
-from clu.strategies.forgetting import ForgetTerm, forget_mask, proxy_targets, silence_head_rows, unlearn_only
+from clu.strategies.forgetting import ForgetTerm, attached_coefficient, forget_mask, proxy_targets, silence_head_rows, unlearn_only
 from clu.update import FastTerm, balanced_mask, set_size_coefficients
 
 
@@ -80,7 +80,8 @@ class UGCLU(ReplayLearner):
     # -- a learn task, with the request of the same step riding along --------------------------------
 
     def learn(self, task: LearnTask, experience: Any, request: UnlearnRequest | None = None) -> None:
-        """Purge an attached request and set up its unlearn term (it enters every iteration), then train."""
+        """Purge an attached request and set up its unlearn term (it enters the iterations
+        :func:`~clu.strategies.forgetting.attached_coefficient` gives it), then train."""
         if request is not None:
             self.purge(request)
             self.forget_term = unlearn_term(self, request, self.cfg)
@@ -100,13 +101,15 @@ class UGCLU(ReplayLearner):
             self.learn_mask = balanced_mask(self.fisher(ids, n), self.fisher(self.buffer_ids(), n), self.cfg.gamma_l)
 
     def learn_iteration(self, x: Tensor, y: Tensor) -> None:
-        """No request attached: the replay learner (``learner``). Attached: a request iteration (``order``,
-        clipped) with the learn and unlearn terms in the fast step."""
-        if self.forget_term is None:
+        """No request attached, or none of its forget steps falls here: the replay learner (``learner``).
+        Otherwise a request iteration (``order``, clipped) with the learn and unlearn terms in the fast step."""
+        coef = 0.0 if self.forget_term is None else attached_coefficient(self.cfg, self.t, self.total)
+        if coef == 0.0:
             super().learn_iteration(x, y)
         else:
-            fast = [*self.learn_terms(x, y), self.forget_term.term(self.t, self.total)]
-            self.step(fast, self.preserve, clip=self.cfg.clip, order=self.cfg.order)
+            assert self.forget_term is not None
+            unlearn = FastTerm(self.forget_term.loss, self.forget_term.mask, coef * self.forget_term.p_u)
+            self.step([*self.learn_terms(x, y), unlearn], self.preserve, clip=self.cfg.clip, order=self.cfg.order)
         self.t += 1
 
     # -- a request alone -----------------------------------------------------------------------------

@@ -15,7 +15,14 @@ from clu.events import UnlearnRequest
 from clu.events import steps as group_steps
 from clu.scenario import events_for, scenario_from_dict
 from clu.strategies import ForgetConfig, StrategyChoice, UGCLUConfig, strategy_config
-from clu.strategies.forgetting import ForgetTerm, forget_mask, looks_unseen, proxy_targets, silence_head_rows
+from clu.strategies.forgetting import (
+    ForgetTerm,
+    attached_coefficient,
+    forget_mask,
+    looks_unseen,
+    proxy_targets,
+    silence_head_rows,
+)
 from clu.strategies.ugclu import unlearn_term
 from clu.update import cross_entropy, mask_ratio, salun_mask
 from tiny import TINY
@@ -246,15 +253,30 @@ def test_ugclu_serves_a_request_attached_to_a_learn_task(monkeypatch):
     steps = group_steps(events_for(spec, spec.seed))
     assert [s.kind for s in steps] == ["learn", "learn", "learn+class", "class"]
     strategy = build_strategy(ugclu(), spec, DATA, spec.seed, CPU)
-    calls: list[tuple[int, int]] = []
-    term = ForgetTerm.term
-    monkeypatch.setattr(ForgetTerm, "term", lambda self, t, total: calls.append((t, total)) or term(self, t, total))
+    calls: list[int] = []
+    loss = ForgetTerm.loss
+    monkeypatch.setattr(ForgetTerm, "loss", lambda self: calls.append(strategy.t) or loss(self))
     records = list(run_events(strategy, steps[:3], DATA, seed=spec.seed))
-    # the attached term enters every iteration of its learn task, along the task's cosine schedule
+    # the attached term enters the iterations attached_coefficient gives: the unlearn-only forget steps, spread
     total = spec.training.epochs * -(-len(steps[2].learn.sample_ids) // spec.training.batch_size)
-    assert calls == [(t, total) for t in range(total)]
+    expected = [t for t in range(total) if attached_coefficient(strategy.cfg, t, total) > 0]
+    assert calls == expected and calls[0] == 0 and len(calls) == min(total, -(-strategy.cfg.unlearn_iters //
+                                                                             strategy.cfg.forget_freq))
     assert strategy.forget_term is None  # the attached term ends with its learn task
     records += list(run_events(strategy, steps, DATA, seed=spec.seed, start=3))
     gone = set(steps[2].unlearn.sample_ids) | set(steps[3].unlearn.sample_ids)
     assert not gone & set(strategy.buffer.ids())
     assert records[2].values["NA"] is not None and records[2].values["FA"] is not None
+
+
+@pytest.mark.parametrize("total", [3, 7, 40, 45, 200])
+def test_an_attached_request_gets_the_total_forget_step_of_an_unlearn_only_one(total: int) -> None:
+    from clu.strategies.configs import UGCLUConfig
+    from clu.update import cosine_coefficient
+
+    cfg = UGCLUConfig(unlearn_iters=100, forget_freq=5, alpha_u=10.0, unlearn_lr=0.01, lr=0.05)
+    alone = sum(cosine_coefficient(10.0, j, 100) * cosine_coefficient(0.01, j, 100) for j in range(0, 100, 5))
+    coefs = [attached_coefficient(cfg, t, total) for t in range(total)]
+    assert sum(coefs) * cfg.lr == pytest.approx(alone)  # the same step mass, rescaled to the learn lr
+    assert sum(c > 0 for c in coefs) == min(total, 20)  # spread evenly: one forget step per iteration at most
+    assert coefs[0] == pytest.approx(max(coefs))  # the cosine decay starts at the task's first iteration

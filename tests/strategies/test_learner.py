@@ -69,8 +69,10 @@ def test_a_replay_strategy_refuses_a_config_without_the_learner():
         ER(model=torch.nn.Linear(64, 10), config=StrategyConfig(), context=ctx)
 
 
-def _step_calls(learner: str, order: str, monkeypatch) -> list[tuple[str, str, float]]:
-    """(phase, order, clip) of every update ugclu takes on: learn, learn, learn + class (attached), class."""
+def _step_calls(learner: str, order: str, monkeypatch, log: list | None = None) -> list[tuple[str, str, float]]:
+    """(phase, order, clip) of every update ugclu takes on: learn, learn, learn + class (attached), class; phase
+    "attached" is an iteration whose fast step carries the attached request's unlearn term. ``log`` (if given)
+    gets (phase, iteration t, number of fast terms, preserve loss present, forgotten ids in the buffer)."""
     attached = TINY.replace("[[schedule.rules]]", "[schedule]\nattach = true\n\n[[schedule.rules]]")
     spec = scenario_from_dict(tomllib.loads(attached))
     steps = group_steps(events_for(spec, spec.seed))
@@ -82,8 +84,12 @@ def _step_calls(learner: str, order: str, monkeypatch) -> list[tuple[str, str, f
     step, forget = strategy.step, strategy.forget
 
     def recording(fast, slow=None, *, clip=0.0, order="fast_slow"):
-        phase = "request" if alone[0] else "attached" if strategy.forget_term is not None else "learn"
+        attached = strategy.forget_term is not None and len(fast) == 2
+        phase = "request" if alone[0] else "attached" if attached else "learn"
         calls.append((phase, order, clip))
+        if log is not None and strategy.forget_term is not None and not alone[0]:
+            gone = set(strategy.forget_term.ids.tolist()) & set(strategy.buffer.ids())
+            log.append((phase, strategy.t, len(fast), slow is not None and slow() is not None, len(gone)))
         step(fast, slow, clip=clip, order=order)
 
     def forgetting(request):  # a request alone (ugclu serves an attached one in learn)
@@ -107,3 +113,19 @@ def test_ugclu_learn_iterations_follow_learner_and_request_iterations_follow_ord
     assert by_phase["attached"] == {(order, clip)}  # a request riding along a learn task
     assert by_phase["request"] == {(order, clip)}  # the unlearn-only request
     assert [p for p, _, _ in calls].count("request") == 10
+
+
+def test_an_attached_request_gets_the_unlearn_only_forget_steps_spread_over_the_task(monkeypatch):
+    """The learn task carrying a request: learn, unlearn and preserve terms act together exactly at the
+    iterations :func:`attached_coefficient` gives (the unlearn-only forget steps spread over the task), the
+    others are plain learner iterations, and the request's ids left the buffer before the first unlearn term."""
+    from clu.strategies.forgetting import attached_coefficient
+
+    log: list = []
+    _step_calls("fast_slow", "fast_slow", monkeypatch, log)
+    cfg = strategy_config("ugclu", {"unlearn_iters": 10})
+    total = len(log)
+    expected = [t for t in range(total) if attached_coefficient(cfg, t, total) > 0]
+    assert [t for phase, t, *_ in log if phase == "attached"] == expected == [0, total // 2]
+    assert all(n == 2 and preserve for phase, _, n, preserve, _ in log if phase == "attached")
+    assert all(gone == 0 for *_, gone in log)  # purged before any step of the task

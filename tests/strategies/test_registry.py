@@ -177,3 +177,16 @@ def test_missing_preset_file(tmp_path):
     with pytest.raises(ConfigError) as e:
         resolve_strategy(str(tmp_path / "absent.toml"))
     assert "absent.toml" in str(e.value)
+
+
+def test_ugclu_paper_is_the_published_form_without_its_preset() -> None:
+    """UG-CLU as the papers describe it: SFR-on's weighted ascent under the balanced mask, fast-slow order,
+    adaptive weights, cosine coefficient; its preset changes nothing (it is not tuned)."""
+    from clu.strategies import UGCLUPaperConfig, resolve_strategy
+
+    bare = UGCLUPaperConfig()
+    assert (bare.forget_loss, bare.mask, bare.order, bare.adaptive_weights) == ("ga_weighted", "balanced",
+                                                                               "fast_slow", True)
+    assert (bare.alpha_u, bare.lam, bare.forget_freq, bare.unlearn_iters, bare.clip) == (10.0, 0.5, 5, 100, 7.0)
+    assert resolve_strategy("ugclu_paper").config == bare
+    assert resolve_strategy("ugclu").config.forget_loss == "kl_proxy"  # the project's variant
