@@ -148,7 +148,7 @@ class ERSFRonConfig(ForgetConfig):
     forget_loss: Literal["kl_proxy", "ga_weighted"] = "ga_weighted"
     """SFR-on's objective: the adaptive weighted gradient ascent."""
     alpha_u: float = 10.0
-    """SFR-on's α_U (25 on CIFAR-10 collapses the digits MLP; 10 was chosen, strategies/er-sfron.toml)."""
+    """SFR-on's α_U, scaled from CIFAR-10's 25 (which collapses the digits MLP); the preset holds the tuned value."""
     lam: float = 0.5
     """SFR-on's inverse-loss exponent λ."""
     adaptive_weights: bool = True
