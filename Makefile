@@ -42,9 +42,13 @@ readme: $(VENV)/.installed
 TUNED          ?= ugclu er-ft er-ga er-rl er-salun er-sfron
 TUNE_SCENARIOS ?= digits-class digits-cross-task digits-random-sample
 TUNE_EXECUTOR  ?= ray
+# ugclu is also tuned on an attached stream, where its unified step acts; the baselines serve an attached
+# request as a detached one (the request, then the task), so for them it would repeat digits-class's kinds.
+TUNE_ATTACHED  ?= digits-attached
 tune: $(VENV)/.installed
 	for s in $(TUNED); do \
-	  $(BIN)/clu tune strategies/spaces/$$s.toml --scenarios $(TUNE_SCENARIOS) --seeds 100-102 --budget 16 \
+	  $(BIN)/clu tune strategies/spaces/$$s.toml --scenarios $(TUNE_SCENARIOS) $$(test $$s = ugclu && echo \
+	    $(TUNE_ATTACHED)) --seeds 100-102 --budget 16 \
 	    --executor $(TUNE_EXECUTOR) --out runs/tune/$$s $$(test -d runs/tune/$$s && echo --resume) \
 	    --preset strategies/$$s.toml || exit 1; \
 	done

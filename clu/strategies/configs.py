@@ -175,6 +175,10 @@ class UGCLUConfig(ForgetConfig):
     """Mask the learn term with M_L = 1[(F_L + ε) / (F_R + ε) ≥ γ_L] (off by default)."""
     gamma_l: float = 1.0
     """Threshold γ_L of the learn mask."""
+    attached_schedule: Literal["spread", "every_iteration"] = "spread"
+    """A request riding along a learn task: ``spread`` = the unlearn-only forget steps spread evenly over the
+    task's iterations, rescaled to the learn lr; ``every_iteration`` = the schedule before the fix, kept as an
+    ablation: the forget term in every learn iteration at the learn lr, α_U cosine-decayed over the task."""
 
     def validate(self) -> None:
         super().validate()

@@ -142,15 +142,18 @@ class ForgetTerm:
         return FastTerm(self.loss, self.mask, cosine_coefficient(self.alpha_u, t, total) * self.p_u)
 
 
-def attached_coefficient(cfg: ForgetConfig, t: int, total: int) -> float:
+def attached_coefficient(cfg: ForgetConfig, t: int, total: int, schedule: str = "spread") -> float:
     """The unlearn coefficient at iteration ``t`` of ``total`` of a learn task that carries a request.
 
     An unlearn-only request takes its fast (forget) steps at iterations 0, k, 2k, ... < T (k = ``forget_freq``)
     with coefficient a_j = α_U·cos-decay(j) at the cosine-decayed unlearn lr. Attached, the same steps are
     spread evenly over the task's iterations, each rescaled from the unlearn lr to the learn lr, so the request
     gets the same total forget step as alone. 0 where none falls (a plain learner iteration); several are summed
-    when the task has fewer iterations than forget steps.
+    when the task has fewer iterations than forget steps. ``schedule = "every_iteration"``: the schedule before
+    the fix (an ablation), α_U cosine-decayed over the task's iterations, in every one of them.
     """
+    if schedule == "every_iteration":
+        return cosine_coefficient(cfg.alpha_u, t, total)
     steps = range(0, cfg.unlearn_iters, cfg.forget_freq)
     lo, hi = -(-t * len(steps) // total), -(-(t + 1) * len(steps) // total)  # ceil: step 0 at iteration 0
     T = cfg.unlearn_iters

@@ -103,7 +103,7 @@ class UGCLU(ReplayLearner):
     def learn_iteration(self, x: Tensor, y: Tensor) -> None:
         """No request attached, or none of its forget steps falls here: the replay learner (``learner``).
         Otherwise a request iteration (``order``, clipped) with the learn and unlearn terms in the fast step."""
-        coef = 0.0 if self.forget_term is None else attached_coefficient(self.cfg, self.t, self.total)
+        coef = 0.0 if self.forget_term is None else attached_coefficient(self.cfg, self.t, self.total, self.cfg.attached_schedule)
         if coef == 0.0:
             super().learn_iteration(x, y)
         else:

@@ -49,7 +49,8 @@ class TuneRequest:
     """Configurations tried (configuration 0 = the starting config); the same for every compared method."""
     sampler_seed: int = 0
     """Seed of the sampler that draws configurations 1..budget-1."""
-    executor: Executor = "ray"
+    executor: Executor = "auto"
+    """``auto`` (serial below the break-even size, else Ray), ``ray`` or ``serial`` (:class:`SweepRequest`)."""
     address: str | None = None
     """An existing Ray cluster; None starts a local instance."""
     cpus_per_trial: float = 1.0

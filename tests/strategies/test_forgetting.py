@@ -280,3 +280,12 @@ def test_an_attached_request_gets_the_total_forget_step_of_an_unlearn_only_one(t
     assert sum(coefs) * cfg.lr == pytest.approx(alone)  # the same step mass, rescaled to the learn lr
     assert sum(c > 0 for c in coefs) == min(total, 20)  # spread evenly: one forget step per iteration at most
     assert coefs[0] == pytest.approx(max(coefs))  # the cosine decay starts at the task's first iteration
+
+
+def test_the_every_iteration_ablation_is_the_attached_schedule_before_the_fix() -> None:
+    cfg = strategy_config("ugclu", {"attached_schedule": "every_iteration", "alpha_u": 10.0})
+    coefs = [attached_coefficient(cfg, t, 40, cfg.attached_schedule) for t in range(40)]
+    assert coefs[0] == 10.0 and all(c > 0 for c in coefs) and coefs == sorted(coefs, reverse=True)
+    assert sum(c > 0 for c in (attached_coefficient(cfg, t, 400) for t in range(400))) < 400  # spread: not all
+    with pytest.raises(ConfigError, match="attached_schedule"):
+        strategy_config("ugclu", {"attached_schedule": "sometimes"})
