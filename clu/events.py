@@ -39,6 +39,9 @@ class UnlearnRequest:
     request_id: int
     target_task: int | None = None
     """The forgotten task (kind ``task``)."""
+    selection: Literal["atypical", "concentrated"] | None = None
+    """random_sample: how the samples were chosen (:mod:`clu.selection`); None = uniform, and for other kinds.
+    Left out of the JSON line when None, so uniform streams keep the format they had before selections."""
 
     type = "unlearn"
 
@@ -63,8 +66,11 @@ class Step:
 
 
 def to_json(event: Event) -> str:
-    """One JSON line: the event's fields plus its ``type`` first."""
-    return json.dumps({"type": event.type, **asdict(event)}, separators=(",", ":"))
+    """One JSON line: the event's fields plus its ``type`` first (a request's ``selection`` only when set)."""
+    d = asdict(event)
+    if d.get("selection", "") is None:
+        del d["selection"]
+    return json.dumps({"type": event.type, **d}, separators=(",", ":"))
 
 
 def from_json(line: str) -> Event:

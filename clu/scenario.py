@@ -14,8 +14,9 @@ from typing import Literal
 import numpy as np
 
 from clu import seeding
-from clu.config import ConfigError, check, from_dict, read_toml
+from clu.config import OMIT_DEFAULT, ConfigError, check, from_dict, read_toml
 from clu.events import Event, LearnTask, RequestKind, UnlearnRequest
+from clu.selection import Selection, atypical, concentrated, uniform
 from clu.specs import DataSpec, EvaluationSpec, ModelSpec
 
 
@@ -62,6 +63,8 @@ class RequestRule:
     """random_sample: fraction of the retained learned samples to forget, in (0, 1]."""
     count: int = 0
     """random_sample: number of samples to forget (instead of ``fraction``)."""
+    selection: Selection = field(default="uniform", metadata=OMIT_DEFAULT)
+    """random_sample: which samples (uniform | atypical | concentrated; see :mod:`clu.selection`)."""
 
     def validate(self) -> None:
         check(self.start_after >= 1, "start_after", f"must be at least 1, got {self.start_after}")
@@ -70,7 +73,7 @@ class RequestRule:
         check(self.n_classes >= 0, "n_classes", f"must be >= 0, got {self.n_classes}")
         if self.kind == "cross_task":
             check(self.n_classes != 1, "n_classes", "a cross_task request needs classes from at least 2 tasks")
-        _check_size(self.kind, self.fraction, self.count)
+        _check_size(self.kind, self.fraction, self.count, self.selection)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class ExplicitRequest:
     """random_sample: fraction of the retained learned samples, in (0, 1]."""
     count: int = 0
     """random_sample: number of samples (instead of ``fraction``)."""
+    selection: Selection = field(default="uniform", metadata=OMIT_DEFAULT)
+    """random_sample: which samples (uniform | atypical | concentrated; see :mod:`clu.selection`)."""
 
     def validate(self) -> None:
         check(self.after_task >= 1, "after_task", f"must be at least 1, got {self.after_task}")
@@ -99,12 +104,13 @@ class ExplicitRequest:
             check(self.task >= 0, "task", "a task request needs the task id (task = N)")
         else:
             check(self.task == -1, "task", f"task applies to task requests, not {self.kind}")
-        _check_size(self.kind, self.fraction, self.count)
+        _check_size(self.kind, self.fraction, self.count, self.selection)
 
 
-def _check_size(kind: str, fraction: float, count: int) -> None:
+def _check_size(kind: str, fraction: float, count: int, selection: str) -> None:
     if kind != "random_sample":
         check(fraction == 0.0 and count == 0, "fraction", f"fraction/count apply to random_sample, not {kind}")
+        check(selection == "uniform", "selection", f"selection applies to random_sample, not {kind}")
         return
     check(count >= 0, "count", f"must be >= 0, got {count}")
     if count == 0:
@@ -137,6 +143,12 @@ class TrainingSpec:
     """Mini-batch size for learning and unlearning."""
     buffer_size: int = 200
     """Replay buffer capacity in samples."""
+    augment: Literal["none", "crop_flip"] = field(default="none", metadata=OMIT_DEFAULT)
+    """Learn batches only: crop_flip = random crop (4 pixels of zero padding) + horizontal flip, seeded
+    (SFR-on's CIFAR augmentation); none = the images as stored."""
+    presets: Literal["default", "paper"] = field(default="default", metadata=OMIT_DEFAULT)
+    """Strategy presets a strategy name resolves to: default = strategies/<name>.toml; paper =
+    strategies/paper/<name>.toml (the paper-scale reference settings) where that file exists, else the default."""
 
     def validate(self) -> None:
         check(self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
@@ -271,12 +283,23 @@ def _class_request(state: _State, classes: tuple[int, ...], kind: str, key: str)
     return state.retained_of(classes)
 
 
-def _random_ids(state: _State, rng: np.random.Generator, fraction: float, count: int, key: str) -> tuple[int, ...]:
+def _random_ids(
+    state: _State, rng: np.random.Generator, req: RequestRule | ExplicitRequest, key: str, features: np.ndarray | None
+) -> tuple[int, ...]:
+    """The forget set of a random_sample request, chosen among the retained samples by ``req.selection``."""
     pool = np.array(sorted(state.retained_ids), dtype=np.int64)
-    n = count if count else int(round(fraction * len(pool)))
+    n = req.count if req.count else int(round(req.fraction * len(pool)))
     if n < 1 or n >= len(pool):
         raise ConfigError(f"asks for {n} of the {len(pool)} retained samples; need 1 .. {len(pool) - 1}", key=key)
-    return tuple(int(i) for i in np.sort(rng.choice(pool, size=n, replace=False)))
+    if req.selection == "atypical":
+        if features is None:
+            raise ValueError(f"{key}: atypical selection needs the train inputs: generate(..., features=...)")
+        ids = atypical(pool, features[pool], state.labels[pool], n, rng)
+    elif req.selection == "concentrated":
+        ids = concentrated(pool, state.labels[pool], n, rng)
+    else:
+        ids = uniform(pool, n, rng)
+    return tuple(int(i) for i in ids)
 
 
 def _rule_classes(state: _State, rule: RequestRule, rng: np.random.Generator, key: str) -> tuple[int, ...]:
@@ -306,11 +329,11 @@ def _rule_classes(state: _State, rule: RequestRule, rng: np.random.Generator, ke
 
 
 def _make_request(
-    state: _State, req: RequestRule | ExplicitRequest, rng: np.random.Generator, key: str
+    state: _State, req: RequestRule | ExplicitRequest, rng: np.random.Generator, key: str, features: np.ndarray | None
 ) -> tuple[tuple[int, ...], tuple[int, ...], int | None]:
     """(target_classes, sample_ids, target_task) of one request, validated against the state."""
     if req.kind == "random_sample":
-        return (), _random_ids(state, rng, req.fraction, req.count, key), None
+        return (), _random_ids(state, rng, req, key, features), None
     if isinstance(req, ExplicitRequest):
         if req.kind == "task":
             classes = tuple(state.retained_classes(req.task))
@@ -327,8 +350,18 @@ def _make_request(
     return classes, ids, target_task
 
 
-def generate(spec: ScenarioSpec, seed: int, labels: np.ndarray, learnable_ids: np.ndarray, num_classes: int) -> list[Event]:
-    """The event stream of ``spec`` for ``seed`` (pure: depends only on its arguments)."""
+def generate(
+    spec: ScenarioSpec,
+    seed: int,
+    labels: np.ndarray,
+    learnable_ids: np.ndarray,
+    num_classes: int,
+    features: np.ndarray | None = None,
+) -> list[Event]:
+    """The event stream of ``spec`` for ``seed`` (pure: depends only on its arguments).
+
+    ``features`` (the train inputs, row = sample id) is needed only by ``atypical`` random_sample requests.
+    """
     classes = task_classes(spec.split, num_classes, seed)
     state = _State(np.asarray(labels), np.asarray(learnable_ids))
     if spec.setting == "task_aware":
@@ -360,11 +393,12 @@ def generate(spec: ScenarioSpec, seed: int, labels: np.ndarray, learnable_ids: n
                 key="schedule.attach",
             )
         for req, key in todo:
-            target, ids_u, task = _make_request(state, req, rng, key)
+            target, ids_u, task = _make_request(state, req, rng, key, features)
             state.forget(target, ids_u)
             # attached: shares the step of the next learn task (the last task has none to attach to)
             attach = spec.schedule.attach and learned < len(classes)
-            events.append(UnlearnRequest(step, req.kind, target, ids_u, n_req, task))
+            selection = None if req.selection == "uniform" else req.selection  # uniform: the original format
+            events.append(UnlearnRequest(step, req.kind, target, ids_u, n_req, task, selection))
             n_req += 1
             if not attach:
                 step += 1
@@ -411,4 +445,4 @@ def events_for(spec: ScenarioSpec, seed: int) -> list[Event]:
     from clu.data import load_dataset
 
     data = load_dataset(spec.data)
-    return generate(spec, seed, data.train_labels, data.learnable_ids, data.num_classes)
+    return generate(spec, seed, data.train_labels, data.learnable_ids, data.num_classes, data.x_train.numpy())

@@ -49,6 +49,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("FA_test", "FA_test % (→ oracle)", 100, 1, "target", True, "last"),
     Column("MIA", "MIA % (→ oracle)", 100, 1, "target", True, "last"),
     Column("LiRA_AUC", "LiRA_AUC % (→ oracle)", 100, 1, "target", True, "last"),
+    Column("Relearn_FA", "Relearn_FA % (→ oracle)", 100, 1, "target", True, "last"),
+    Column("FA_resurface_max", "FA_resurf % (→ oracle)", 100, 1, "target", True, "final"),
     Column("KL", "KL ↓", 1, 3, "min", True, "last"),
     Column("KLoM", "KLoM ↓", 1, 3, "min", True, "cross"),
     Column("AvgGap_mean", "AvgGap ↓", 100, 2, "min", True, "final"),

@@ -249,3 +249,27 @@ def test_the_twin_is_grey_and_dotted_not_the_oracle() -> None:
     styles = plots.strategy_style(["er", TWIN, "retrain"], {TWIN: "retrain", "retrain": "retrain", "er": "er"})
     assert styles["retrain"].colour == "black" and styles["retrain"].linestyle == "--"
     assert styles[TWIN].linestyle == ":" and styles[TWIN].colour not in (styles["er"].colour, "black")
+
+
+def test_forgetting_marks_each_requests_resurfacing(tmp_path: Path) -> None:
+    """Per request, a hollow triangle at the later event of its highest FA (FA_resurface > 0 only)."""
+    from matplotlib.figure import Figure
+
+    from clu.plots.draw import mark_resurfacing, resurfacing
+
+    (tmp_path / "metrics.csv").write_text(
+        "strategy,seed,replica,step,event_kind,metric,value\n"
+        "er,0,1,0,learn,NA,0.9\ner,0,1,0,learn,acc_task_0,0.9\n"
+        "er,0,1,1,class,FA,0.1\ner,0,1,1,class,FA_resurface,0.4\ner,0,1,1,class,FA_resurface_step,3.0\n"
+        "er,0,1,2,class,FA,0.2\ner,0,1,2,class,FA_resurface,0.0\ner,0,1,2,class,FA_resurface_step,3.0\n"
+        "er,0,1,3,learn,FA,0.4\ner,0,1,3,learn,NA,0.8\ner,0,1,3,learn,acc_task_1,0.8\n"
+        "retrain,0,1,1,class,FA,0.0\nretrain,0,1,1,class,FA_resurface,0.0\nretrain,0,1,3,learn,FA,0.0\n"
+    )
+    series = run_series(read_run(tmp_path), tmp_path)
+    assert resurfacing(series, "er") == [(3.0, 0.4)] and resurfacing(series, "retrain") == []
+    ax = Figure().subplots()
+    assert mark_resurfacing(ax, series, plots.strategy_style(series.labels, series.names), {})
+    [line] = [ln for ln in ax.lines if ln.get_marker() == "^"]
+    assert list(line.get_xdata()) == [3.0] and list(line.get_ydata()) == [40.0]
+    for p in plots.plot_run(tmp_path):
+        assert_png(p)

@@ -7,6 +7,8 @@ training replicas the lines are the mean over replicas and the oracle's min–ma
 (the floor a reader compares against).
 ``plot_sweep(aggregate_csv, out_dir)`` draws the same stability/plasticity and forgetting figures per scenario
 from a sweep's ``aggregate.csv`` (:func:`clu.results.read_aggregate`), with ± std bands over seeds.
+``plot_scaling(aggregate_csv, grid, out_dir)`` and ``plot_requests(aggregate_csv, out_dir)`` draw a scenario-grid
+sweep's metrics against the grid values and against the number of requests so far (:mod:`clu.plots.scaling`).
 
 Figures are sized for a two-column paper (7 in wide, 150 dpi, fonts ≥ 8 pt); a strategy keeps its colour and
 marker in every figure (:mod:`clu.plots.style`), the oracle is always black and dashed, its twin grey and
@@ -31,6 +33,7 @@ if "matplotlib.pyplot" not in sys.modules:  # pragma: no branch - never switch a
     matplotlib.use("Agg")
 
 from clu.plots.figures import accuracy_matrix, forgetting, stability_plasticity  # noqa: E402
+from clu.plots.scaling import plot_requests, plot_scaling  # noqa: E402
 from clu.plots.series import order_labels, run_series, sweep_series  # noqa: E402
 from clu.plots.style import Style, strategy_style  # noqa: E402
 from clu.results import read_aggregate, read_run  # noqa: E402
@@ -78,4 +81,4 @@ def plot_sweep(aggregate_csv: Path | str, out_dir: Path | str) -> list[Path]:
     return paths
 
 
-__all__ = ["RUN_PLOTS", "Style", "plot_run", "plot_sweep", "strategy_style"]
+__all__ = ["RUN_PLOTS", "Style", "plot_requests", "plot_run", "plot_scaling", "plot_sweep", "strategy_style"]

@@ -156,6 +156,35 @@ def dodge(labels: Sequence[str], oracle: str | None, width: float = 0.3) -> dict
     return out
 
 
+def resurfacing(series: Series, label: str) -> list[tuple[float, float]]:
+    """``label``'s resurfacing points: per request, (the later step of its highest FA, that FA) from the
+    ``FA_resurface`` and ``FA_resurface_step`` rows of the request's event; only where that FA is above 0."""
+    value = series.mean.get((label, "FA_resurface"), {})
+    where = series.mean.get((label, "FA_resurface_step"), {})
+    return [(where[s], value[s]) for s in sorted(value) if s in where and value[s] > 0]
+
+
+def mark_resurfacing(ax: Any, series: Series, styles: dict[str, Style], offsets: dict[str, float]) -> bool:
+    """Hollow triangles at every strategy's resurfacing points (:func:`resurfacing`); whether any was drawn."""
+    drawn = False
+    for lab in series.labels:
+        points = resurfacing(series, lab)
+        if not points:
+            continue
+        colour = "black" if lab == series.oracle else styles[lab].colour
+        xs = np.array([p[0] for p in points]) + offsets.get(lab, 0.0)
+        ax.plot(xs, [100 * p[1] for p in points], ls="none", marker="^", ms=6, mfc="none", mec=colour, mew=1.0,
+                zorder=6)
+        drawn = True
+    return drawn
+
+
+def resurfacing_handle() -> Line2D:
+    """Legend entry of :func:`mark_resurfacing`."""
+    return Line2D([], [], ls="none", marker="^", ms=6, mfc="none", mec="0.3",
+                  label="FA_resurface: a request's highest FA at a later event")
+
+
 def legend_handles(series: Series, styles: dict[str, Style]) -> list[Any]:
     handles = []
     for lab in series.labels:

@@ -1,5 +1,5 @@
 """The figures: stability–plasticity (OA over events and the mean NA–OA scatter), forgetting (FA and
-FA_test over events) and the per-task accuracy matrix. Each takes a :class:`~clu.plots.series.Series`."""
+FA_test over events, with each request's resurfacing marked) and the per-task accuracy matrix. Each takes a :class:`~clu.plots.series.Series`."""
 
 from __future__ import annotations
 
@@ -18,11 +18,14 @@ from clu.plots.draw import (
     kind_label,
     legend_handles,
     mark_events,
+    mark_resurfacing,
     new_figure,
     no_data,
     pct_axis,
     replica_band,
     replica_patch,
+    resurfacing,
+    resurfacing_handle,
     save,
     shared_legend,
     title,
@@ -190,6 +193,8 @@ def forgetting(series: Series, styles: dict[str, Style], path: Path, *, bands: b
         shown_values = [100 * v + sign * 100 * sd
                         for metric in metrics for lab in series.labels
                         for v, sd in zip(*series.get(lab, metric)[1:]) for sign in ((-1, 1) if bands else (0,))]
+        shown_values += [100 * v for lab in series.labels for _, v in resurfacing(series, lab)]
+        resurfaced = False
         for ax, metric in zip(axes, metrics):
             drawn = False
             for lab in series.labels:
@@ -209,6 +214,8 @@ def forgetting(series: Series, styles: dict[str, Style], path: Path, *, bands: b
                     xb = xs if lab == oracle else xs + offsets.get(lab, 0.0)
                     ax.fill_between(xb, *band(m, sd), color=st.colour, alpha=0.1 if lab != oracle else 0.07, lw=0,
                                     zorder=1)
+            if metric == "FA":
+                resurfaced = mark_resurfacing(ax, series, styles, offsets)
             pad, labelled = mark_events(ax, series, panel_width_in=WIDTH_IN / len(metrics) - 0.4, steps=shown)
             pct_axis(ax, "accuracy on forgotten data (%)" if ax is axes[0] else "", shown_values)
             ax.set_title(titles[metric], pad=pad)
@@ -218,6 +225,8 @@ def forgetting(series: Series, styles: dict[str, Style], path: Path, *, bands: b
             axes[1].tick_params(labelleft=True)
         handles = legend_handles(series, styles)
         handles.append(unlearn_patch(series, with_kinds=not labelled))
+        if resurfaced:
+            handles.append(resurfacing_handle())
         if oracle and not bands and series.replicas > 1:
             handles.append(replica_patch(series))
         shared_legend(fig, handles)
