@@ -84,6 +84,22 @@ def build_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int)
     return ResNet18(input_shape[0], num_classes)
 
 
+def is_convolutional(spec: ModelSpec) -> bool:
+    """Whether the model is a CNN (cnn, resnet18): those run in channels_last memory format on a GPU."""
+    return spec.name in ("cnn", "resnet18")
+
+
+def use_channels_last(spec: ModelSpec, device: torch.device) -> bool:
+    """channels_last for the convolutional models on CUDA (tensor cores want NHWC); CPU runs keep NCHW, so
+    their numbers stay those of every earlier run."""
+    return device.type == "cuda" and is_convolutional(spec)
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """``model`` with its 4-d weights in channels_last memory format (in place; returned for chaining)."""
+    return model.to(memory_format=torch.channels_last)
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` → CUDA when present, else CPU."""
     if name == "auto":

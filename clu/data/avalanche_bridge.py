@@ -27,6 +27,7 @@ def id_dataset(data: Dataset, ids: Sequence[int] | np.ndarray, task_label: int =
     """An Avalanche classification dataset of the train samples ``ids``, carrying them as ``sample_ids``."""
     idx = torch.as_tensor(np.asarray(ids, dtype=np.int64))
     x, y = data.train_batch(idx)
+    x, y = x.cpu(), y.cpu()  # Avalanche's copy stays on the host (strategies slice batches by id instead)
     n = len(idx)
     return TaskAwareSupervisedClassificationDataset(
         [TensorDataset(x, y)],

@@ -33,6 +33,9 @@ class Dataset:
     mean: tuple[float, ...] = ()
     """Per-channel mean for uint8 images (empty for float inputs)."""
     std: tuple[float, ...] = ()
+    placed_labels: Tensor | None = field(default=None, repr=False)
+    """The train labels on the inputs' device once :meth:`on_device` placed the data there (``y_train`` and
+    ``y_test`` stay on the CPU: the metrics read them as numpy)."""
     _learnable: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -60,8 +63,21 @@ class Dataset:
         x = x.float().div_(255.0)
         if self.mean:
             shape = (1, -1) + (1,) * (x.dim() - 2)
-            x = (x - torch.tensor(self.mean).view(shape)) / torch.tensor(self.std).view(shape)
+            x = (x - x.new_tensor(self.mean).view(shape)) / x.new_tensor(self.std).view(shape)
         return x
+
+    @property
+    def device(self) -> torch.device:
+        """Where the inputs live (CPU unless :meth:`on_device` moved them)."""
+        return self.x_train.device
+
+    def on_device(self, device: torch.device) -> Dataset:
+        """This dataset with its inputs (as stored: uint8 images stay uint8) and a copy of the train labels on
+        ``device``, so that :meth:`train_batch` slices mini-batches there without a host copy per batch."""
+        if device == self.device and (device.type == "cpu" or self.placed_labels is not None):
+            return self
+        return replace(self, x_train=self.x_train.to(device), x_test=self.x_test.to(device),
+                       placed_labels=self.y_train.to(device))
 
     def validation_as_test(self) -> Dataset:
         """This dataset with its test split replaced by the validation samples (``clu tune``: tuning never
@@ -72,7 +88,10 @@ class Dataset:
 
     def train_batch(self, ids: np.ndarray | Tensor) -> tuple[Tensor, Tensor]:
         idx = ids if isinstance(ids, Tensor) and ids.dtype == torch.long else torch.as_tensor(np.asarray(ids), dtype=torch.long)
-        return self.inputs(self.x_train[idx]), self.y_train[idx]
+        if self.placed_labels is None:
+            return self.inputs(self.x_train[idx]), self.y_train[idx]
+        idx = idx.to(self.device, non_blocking=True)
+        return self.inputs(self.x_train[idx]), self.placed_labels[idx]
 
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,12 @@
 
 Both run :func:`clu.sweeps.trial.run_trial` with the same retries and report to a
 :class:`clu.sweeps.progress.Progress`. Ray is imported only when the Ray executor runs, so a serial sweep
-never loads it.
+never loads it. On Ray, trials travel in packs (:mod:`clu.sweeps.pack`), one Tune trial each, on reused actors
+(a worker imports torch, Avalanche and clu once), with no more trials pending than there are slots; each
+trial's attempts are reported as they end. ``auto`` runs a sweep below the measured break-even size in-process
+and says so. A local instance is private (:mod:`clu.cluster`): loopback only, token auth, no
+dashboard. A trial whose worker dies (killed, out of memory) is retried like one that raises; the retry starts
+from an empty trial folder (:func:`clu.sweeps.trial.run_trial`).
 """
 
 from __future__ import annotations
@@ -12,13 +17,17 @@ import json
 import logging
 import os
 import re
+import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from clu.config import ConfigError
-from clu.sweeps.plan import SweepRequest, Trial, local_cpus
+from clu.cluster import check_loopback, local_instance_env, private_local_instance, reload_ray_auth
+from clu.sweeps.plan import SweepRequest, Trial, local_cpus, read_done
 from clu.sweeps.progress import Progress, last_error
-from clu.sweeps.trial import run_trial
+from clu.sweeps.pack import Pack, choose_executor, pack_trials
+from clu.sweeps.trial import run_pack, run_trial
 
 _MAX_RAY_TMPDIR = 36
 
@@ -61,40 +70,76 @@ def _tune_trial_name(trial: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", trial.config["trial"]["id"])
 
 
+def _last_line(error: BaseException | None) -> str | None:
+    """The last line of an error's message (Tune's errors carry the worker's traceback before it)."""
+    lines = str(error).strip().splitlines() if error is not None else []
+    return lines[-1].strip() if lines else None
+
+
 def _tune_trainable(config: dict[str, Any]) -> None:
-    """The Tune function trainable: run the trial, report its marker."""
+    """The Tune function trainable: run the pack ``config["trial"]``, reporting each ended attempt (one result
+    each, ``clu_event``), then the pack's end."""
     from ray import tune  # in a Ray worker: Ray is there already
 
-    done = run_trial(config["trial"], config["settings"])
-    tune.report({"trial": done["trial"], "elapsed_s": done["elapsed_s"], "clu_done": json.dumps(done)})
+    told = run_pack(config["trial"], config["settings"],
+                    lambda event: tune.report({"trial": event["trial"], "clu_event": json.dumps(event)}))
+    tune.report({"trial": config["trial"]["id"], "clu_pack_events": len(told)})
 
 
-def run_ray(todo: Sequence[Trial], out: Path, settings: dict[str, Any], req: SweepRequest, stamp: str,
-            progress: Progress) -> Path | None:
-    """Run the trials on Ray Tune; returns the local Ray temp dir when one was started here.
-
-    The Ray environment variables (DESIGN §3) are set for the duration of the call and restored afterwards.
-    """
-    env = {"RAY_USAGE_STATS_ENABLED": os.environ.get("RAY_USAGE_STATS_ENABLED", "0"),
-           "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
-           "RAY_CHDIR_TO_TRIAL_DIR": "0",
-           # Ctrl-C ends the sweep at once (KeyboardInterrupt); `clu sweep --resume` continues it, not Tuner.restore
-           "TUNE_DISABLE_SIGINT_HANDLER": "1"}
-    tmpdir = None
-    if req.address is None:
-        tmpdir = ray_tmpdir(out)
-        tmpdir.mkdir(parents=True, exist_ok=True)
-        env["RAY_TMPDIR"] = str(tmpdir)
+@contextmanager
+def _environ(env: dict[str, str | None]) -> Iterator[None]:
+    """Set (None: unset) these environment variables for the block; restore them afterwards."""
     saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
-        _ray_fit(todo, out, settings, req, stamp, progress, tmpdir)
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def local_slots(req: SweepRequest) -> int:
+    """Trials this machine runs side by side: its CPUs ÷ the CPUs per trial."""
+    return max(1, int(local_cpus() // req.cpus_per_trial))
+
+
+def run_ray(todo: Sequence[Trial], out: Path, settings: dict[str, Any], req: SweepRequest, stamp: str,
+            progress: Progress) -> Path | None:
+    """Run the trials on Ray Tune; returns the local Ray temp dir when one was started here.
+
+    With ``req.executor == "auto"``, a sweep below the break-even size (:func:`clu.sweeps.pack.choose_executor`)
+    runs in-process instead (then None is returned); the choice is said on stderr. The Ray environment variables
+    (DESIGN §3) are set for the duration of the call and restored afterwards.
+    """
+    choice, why = choose_executor(req.executor, len(todo), local_slots(req), req.address,
+                                  cuda_without_gpus=req.device == "cuda" and req.gpus_per_trial <= 0)
+    if why and req.progress:
+        print(f"clu sweep: {why}", file=sys.stderr, flush=True)
+    if choice == "serial":
+        run_serial(todo, out, settings, req.retries, progress)
+        return None
+    env: dict[str, str | None] = {
+        "RAY_USAGE_STATS_ENABLED": os.environ.get("RAY_USAGE_STATS_ENABLED", "0"),
+        "RAY_CHDIR_TO_TRIAL_DIR": "0",
+        # Ctrl-C ends the sweep at once (KeyboardInterrupt); `clu sweep --resume` continues it, not Tuner.restore
+        "TUNE_DISABLE_SIGINT_HANDLER": "1"}
+    tmpdir = None
+    if req.address is None:
+        tmpdir = ray_tmpdir(out)
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        env["RAY_TMPDIR"] = str(tmpdir)
+        env.update(local_instance_env(tmpdir))
+    else:  # the cluster's own setting (checked by the CLI: token, unless --insecure or loopback)
+        env["RAY_AUTH_MODE"] = os.environ.get("RAY_AUTH_MODE", "disabled")
+    with _environ(env):
+        _ray_fit(todo, out, settings, req, stamp, progress, tmpdir)
     return tmpdir
 
 
@@ -104,43 +149,50 @@ def _ray_fit(todo: Sequence[Trial], out: Path, settings: dict[str, Any], req: Sw
     from ray import tune
 
     common = {"logging_level": logging.WARNING, "log_to_driver": False}
+    reload_ray_auth()
     if req.address is None:
-        ray.init(num_cpus=local_cpus(), include_dashboard=False, object_store_memory=256 * 1024**2,
-                 _temp_dir=str(tmpdir), **common)
+        with private_local_instance():
+            ray.init(num_cpus=local_cpus(), include_dashboard=False, object_store_memory=256 * 1024**2,
+                     _temp_dir=str(tmpdir), **common)
     else:
         ray.init(address=req.address, **common)
     try:
+        if req.address is None:
+            check_loopback(ray.get_runtime_context().gcs_address)
         res = ray.cluster_resources()
         for key, need in (("CPU", req.cpus_per_trial), ("GPU", req.gpus_per_trial)):
             if need > 0 and res.get(key, 0) < need:
                 raise ConfigError(f"a trial asks for {need} {key}, the Ray cluster has {res.get(key, 0)}",
                                   key=f"--{key.lower()}s-per-trial")
 
+        slots = cluster_slots(res, req)
+        packs = {p.id: p for p in pack_trials(todo, slots)}
+        events = _PackEvents(out, packs, progress)
+
         class _Callback(tune.Callback):
-            def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-                reported = (trial.last_result or {}).get("clu_done")
-                progress.finished(trial.config["trial"]["id"], json.loads(reported) if reported else None)
+            def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+                if "clu_event" in result:
+                    events.told(json.loads(result["clu_event"]))
 
             def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-                tid = trial.config["trial"]["id"]
-                progress.retry(tid, last_error(Path(trial.config["trial"]["dir"])))
+                events.worker_died(trial.config["trial"]["id"], _last_line(trial.get_error()), gave_up=False)
 
             def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-                tid = trial.config["trial"]["id"]
-                err = trial.get_error()
-                progress.failed(tid, str(err).strip().splitlines()[-1] if err else None)
+                events.worker_died(trial.config["trial"]["id"], _last_line(trial.get_error()), gave_up=True)
 
         trainable = tune.with_resources(_tune_trainable, {"cpu": req.cpus_per_trial, "gpu": req.gpus_per_trial})
         tuner = tune.Tuner(
             trainable,
-            param_space={"trial": tune.grid_search([t.spec(out) for t in todo]), "settings": settings},
+            param_space={"trial": tune.grid_search([p.spec(out) for p in packs.values()]),
+                         "settings": {**settings, "retries": req.retries}},
             tune_config=tune.TuneConfig(
-                num_samples=1, reuse_actors=True,
+                num_samples=1, reuse_actors=True, max_concurrent_trials=slots,
                 trial_name_creator=_tune_trial_name, trial_dirname_creator=_tune_trial_name,
             ),
             run_config=tune.RunConfig(
                 name=stamp,
                 storage_path=str(out / "tune"),
+                # a trial's own errors are retried inside its pack; Tune retries a pack whose worker died
                 failure_config=tune.FailureConfig(max_failures=req.retries),
                 verbose=0,
                 callbacks=[_Callback()],
@@ -150,8 +202,55 @@ def _ray_fit(todo: Sequence[Trial], out: Path, settings: dict[str, Any], req: Sw
         controller_log = logging.getLogger("ray.tune.execution.tune_controller")
         controller_log.addFilter(quiet)
         try:
-            tuner.fit()
+            # Tune's default keeps up to 200 trials pending (placement groups, actors) for autoscaling clusters;
+            # here no more wait than there are slots to run them
+            with _environ({"TUNE_MAX_PENDING_TRIALS_PG": str(slots)}):
+                tuner.fit()
         finally:
             controller_log.removeFilter(quiet)
     finally:
         ray.shutdown()
+
+
+def cluster_slots(resources: dict[str, float], req: SweepRequest) -> int:
+    """Trials the Ray cluster runs side by side: its CPUs (and GPUs, when trials ask for them) ÷ a trial's."""
+    n = resources.get("CPU", 0) // req.cpus_per_trial
+    if req.gpus_per_trial > 0:
+        n = min(n, resources.get("GPU", 0) // req.gpus_per_trial)
+    return max(1, int(n))
+
+
+class _PackEvents:
+    """Turns what the packs report (attempts as they end) and Tune's worker deaths into progress per trial."""
+
+    def __init__(self, out: Path, packs: dict[str, Pack], progress: Progress) -> None:
+        self.out, self.packs, self.progress = out, packs, progress
+
+    def told(self, event: dict[str, Any]) -> None:
+        tid = event["trial"]
+        if tid in self.progress.outcomes:
+            return
+        if event["event"] == "finished":
+            self.progress.finished(tid, event.get("done"))
+        elif event["event"] == "retry":
+            self.progress.retry(tid, event.get("error"))
+        else:
+            self.progress.failed(tid, event.get("error"))
+
+    def worker_died(self, pack_id: str, error: str | None, gave_up: bool) -> None:
+        """A pack's worker died (or its trainable raised): the trials it finished are done, the one it was
+        running failed an attempt, the rest have not started (and are not run when Tune ``gave_up``)."""
+        running = None
+        for t in self.packs[pack_id].trials:
+            if t.id in self.progress.outcomes:
+                continue
+            if running is None and read_done(t.folder(self.out), t.fingerprint) is not None:
+                self.progress.finished(t.id)  # its report did not reach the driver before the worker died
+                continue
+            if running is None:
+                running = t
+                # a killed worker leaves no error.txt: then Tune's error (the actor died) says what happened
+                why = last_error(t.folder(self.out)) or error
+                (self.progress.failed if gave_up else self.progress.retry)(t.id, why)
+            elif gave_up:
+                self.progress.failed(t.id, f"not run: trial {running.id} of its pack ended the pack ({error})")
