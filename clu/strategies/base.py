@@ -5,7 +5,14 @@ and plugins, evaluators and loggers work as usual. The driver calls ``learn(task
 for a learn task (``request``: one arriving at the same step, if any) and ``unlearn(request)`` for a request
 alone. Two things are made fast (DESIGN §6, measured): the experience is collated to ids once and
 mini-batches are sliced from the id-addressed tensors (no per-sample ``__getitem__`` + collate), and
-callbacks are fired only for plugins that define them.
+callbacks are fired only for plugins that define them (:func:`listens`).
+
+Plugins see what they see in Avalanche's own loop: ``mbatch`` (``mb_x``, ``mb_y``, ``mb_task_id`` = the
+experience's task labels), ``mb_output`` (the learn batch's logits) and ``loss`` (its loss, plugins' additions in
+``before_backward`` included) at every training iteration; Avalanche's ``eval`` runs unchanged. A learn step
+takes its gradients per term inside :func:`clu.update.fast_slow_step`, so a plugin that works on
+``after_backward`` (gradients) or replaces the training dataloader cannot be served: :func:`check_plugins` refuses
+the first at construction, the second when its experience starts.
 
 A strategy file reads like a recipe: ``learn_iteration(x, y)`` says what one training iteration does,
 ``forget(request)`` what an unlearn request does after the purge; ``on_task_start`` / ``on_task_end``
@@ -26,11 +33,14 @@ from typing import Any, Callable, ClassVar, Iterator
 import numpy as np
 import torch
 from avalanche.core import BasePlugin, BaseSGDPlugin, SupervisedPlugin
+from avalanche.evaluation.metric_definitions import PluginMetric
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 from torch import Tensor, nn
 
 from clu import seeding
+from clu.config import ConfigError
+from clu.data.augment import Kind, augment, augment_generator
 from clu.data.avalanche_bridge import sample_ids_of
 from clu.data.base import Dataset
 from clu.events import LearnTask, UnlearnRequest
@@ -41,6 +51,37 @@ from clu.strategies.schedule import phase_lr
 from clu.update import FastTerm, cross_entropy, fast_slow_step, fisher_diagonal, salun_mask
 
 Mask = dict[str, Tensor]
+
+_NO_OPS = frozenset(
+    getattr(c, name) for c in (BasePlugin, BaseSGDPlugin, SupervisedPlugin, PluginMetric) for name in dir(c)
+    if name.startswith(("before_", "after_"))
+)
+"""Avalanche's empty base callbacks: a plugin that inherits one of them has nothing to do at that event."""
+UNSERVED = ("after_backward",)
+"""Callbacks the template never fires: gradients are taken per term and combined, masked and clipped inside
+:func:`clu.update.fast_slow_step`, so there is no single ``backward`` whose ``.grad`` a plugin could edit."""
+
+
+def listens(plugin: Any, event: str) -> bool:
+    """Whether calling ``plugin``'s ``event`` callback can do anything: it exists (on its class or, like
+    Avalanche's ``EvaluationPlugin``, through ``__getattribute__``) and is not one of Avalanche's no-ops."""
+    if not hasattr(plugin, event):
+        return False
+    return getattr(getattr(plugin, event), "__func__", None) not in _NO_OPS
+
+
+def check_plugins(plugins: Any) -> None:
+    """A ConfigError naming the first plugin (or evaluator metric) that implements a callback the template
+    never fires (:data:`UNSERVED`); such a plugin would silently receive nothing."""
+    for p in plugins:
+        parts = [p, *getattr(p, "metrics", ())] if isinstance(p, EvaluationPlugin) else [p]
+        for part in parts:
+            for event in UNSERVED:
+                if hasattr(type(part), event) and listens(part, event):
+                    raise ConfigError(
+                        f"{type(part).__name__} implements {event}, which clu strategies never call (a learn step "
+                        "combines, masks and clips per-term gradients itself); this plugin cannot be served",
+                        key="plugins")
 
 
 @dataclass(frozen=True)
@@ -57,6 +98,12 @@ class RunContext:
     device: torch.device
     class_tasks: tuple[tuple[int, ...], ...] = ()
     """Task-aware: the class list of every task (logits are masked to a sample's task)."""
+    augment: Kind = "none"
+    """Augmentation of learn batches (the scenario's ``training.augment``), seeded from ``seed``."""
+    amp: bool = False
+    """Forward passes under bf16 autocast (``--amp``)."""
+    channels_last: bool = False
+    """Model and image batches in channels_last memory format (CNNs on CUDA)."""
 
 
 @contextmanager
@@ -94,6 +141,9 @@ class CLUStrategy(SupervisedTemplate):
         plugins: list[BasePlugin] | None = None,
         evaluator: EvaluationPlugin | None = None,
     ) -> None:
+        check_plugins([*(plugins or ()), *([evaluator] if evaluator is not None else [])])
+        if context.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(
             model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
@@ -115,7 +165,13 @@ class CLUStrategy(SupervisedTemplate):
         """Batch order, buffer draws, random labels."""
         self.np_rng = seeding.buffer_policy(context.seed)
         """Buffer admission."""
+        self.aug_gen = augment_generator(context.seed) if context.augment != "none" else None
+        """Learn-batch augmentation draws (None without augmentation)."""
         self._train_ids: Tensor = torch.empty(0, dtype=torch.long)
+        self._task_of: Tensor = torch.empty(0, dtype=torch.long)
+        """Sample id → task label of the experience being trained (``mb_task_id``)."""
+        self._id_batches: list[Any] = []
+        """The (empty) dataloader of the experience being trained: batches are sliced from ``_train_ids``."""
         self.known_classes: set[int] = set()
         """Classes learned and not forgotten (what random labels and proxy targets may use)."""
         self._head_mask = self._make_head_mask()
@@ -170,8 +226,13 @@ class CLUStrategy(SupervisedTemplate):
         return mask.to(self.device)
 
     def logits(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Model outputs; task-aware: masked to the classes of each sample's task (known at test time)."""
-        out = self.model(x)
+        """Model outputs (float32, also under ``amp``); task-aware: masked to the classes of each sample's task
+        (known at test time)."""
+        if self.ctx.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.ctx.amp):
+            out = self.model(x)
+        out = out.float()
         if self._head_mask is not None and y is not None:
             out = out.masked_fill(~self._head_mask[y], -1e4)
         return out
@@ -217,12 +278,14 @@ class CLUStrategy(SupervisedTemplate):
             return salun_mask(self.model, losses(), sparsity)
 
     def learn_loss(self, x: Tensor, y: Tensor) -> Tensor:
-        """CE on the learn batch, through Avalanche's forward/backward callbacks (plugins may add to it)."""
-        self.mbatch = [x, y, torch.zeros_like(y)]
+        """CE on the learn batch, through Avalanche's forward/backward callbacks (plugins may change the batch in
+        ``before_forward`` and add to ``self.loss`` in ``before_backward``, as in Avalanche's loop)."""
+        current = self.mbatch is not None and self.mbatch[0] is x  # the training iteration's own batch
+        self.mbatch = [x, y, self.mbatch[2] if current else torch.zeros_like(y)]
         self._fire("before_forward")
-        self.mb_output = self.logits(x, y)
+        self.mb_output = self.logits(self.mb_x, self.mb_y)
         self._fire("after_forward")
-        self.loss = cross_entropy(self.mb_output, y)
+        self.loss = cross_entropy(self.mb_output, self.mb_y)
         self._fire("before_backward")
         return self.loss
 
@@ -241,14 +304,31 @@ class CLUStrategy(SupervisedTemplate):
         """Collate the (possibly plugin-extended) experience to its ids once; batches are sliced from them."""
         assert self.adapted_dataset is not None
         self._train_ids = sample_ids_of(self.adapted_dataset)
-        self.dataloader = []
+        tasks = _task_labels(self.adapted_dataset)
+        self._task_of = torch.zeros(int(self._train_ids.max()) + 1 if len(self._train_ids) else 0, dtype=torch.long)
+        self._task_of[self._train_ids] = tasks
+        self._id_batches = []
+        self.dataloader = self._id_batches
+
+    def _before_training_exp(self, **kwargs: Any) -> None:
+        super()._before_training_exp(**kwargs)
+        if self.dataloader is not self._id_batches:
+            names = sorted({type(p).__name__ for p in self.plugins if listens(p, "before_training_exp")
+                            and not isinstance(p, EvaluationPlugin)} - {"Clock", "PeriodicEval"})
+            raise ConfigError(f"a plugin replaced the training dataloader ({', '.join(names) or 'unknown'}); clu "
+                              "strategies slice their batches by sample id and cannot serve it", key="plugins")
+
+    def task_labels_of(self, ids: Tensor) -> Tensor:
+        """``mb_task_id`` of ``ids`` of the experience being trained (its task labels, as Avalanche's loader gives)."""
+        return self._task_of[ids].to(self.device, non_blocking=True)
 
     def make_eval_dataloader(self, **kwargs: Any) -> None:
         assert self.adapted_dataset is not None
         ids = sample_ids_of(self.adapted_dataset)
+        tasks = _task_labels(self.adapted_dataset).to(self.device)
+        step = self.eval_mb_size
         self.dataloader = [
-            [x, y, torch.zeros_like(y)]
-            for x, y in (self.batch(ids[i : i + self.eval_mb_size]) for i in range(0, len(ids), self.eval_mb_size))
+            [*self.batch(ids[i : i + step]), tasks[i : i + step]] for i in range(0, len(ids), step)
         ]
 
     def training_epoch(self, **kwargs: Any) -> None:
@@ -256,7 +336,9 @@ class CLUStrategy(SupervisedTemplate):
             if self._stop_training:
                 break
             x, y = self.batch(ids)
-            self.mbatch = [x, y, torch.zeros_like(y)]
+            if self.aug_gen is not None:  # learn batches only: never buffer, unlearn or evaluation batches
+                x = augment(self.ctx.augment, x, self.aug_gen)
+            self.mbatch = [x, y, self.task_labels_of(ids)]
             self._fire("before_training_iteration")
             self.learn_iteration(x, y)
             self._fire("after_training_iteration")
@@ -332,7 +414,7 @@ class CLUStrategy(SupervisedTemplate):
     # ---------------------------------------------------------------------------------- callbacks
 
     def _fire(self, event: str) -> None:
-        """Call ``event`` on the plugins that define it (skip Avalanche's no-op base methods)."""
+        """Call ``event`` on every plugin that can act on it, in plugin order (:func:`listens`)."""
         for p in self._listeners(event):
             getattr(p, event)(self)
 
@@ -340,8 +422,7 @@ class CLUStrategy(SupervisedTemplate):
         cache: dict[str, list[BasePlugin]] = self.__dict__.setdefault("_listener_cache", {})
         key = f"{event}:{len(self.plugins)}"
         if key not in cache:
-            no_ops = {getattr(c, event, None) for c in (BasePlugin, BaseSGDPlugin, SupervisedPlugin)}
-            cache[key] = [p for p in self.plugins if hasattr(p, event) and getattr(type(p), event, None) not in no_ops]
+            cache[key] = [p for p in self.plugins if listens(p, event)]
         return cache[key]
 
     # -------------------------------------------------------------------------------- checkpointing
@@ -355,6 +436,7 @@ class CLUStrategy(SupervisedTemplate):
             "torch_rng": self.gen.get_state(),
             "np_rng": self.np_rng.bit_generator.state,
             "known_classes": sorted(self.known_classes),
+            **({} if self.aug_gen is None else {"aug_rng": self.aug_gen.get_state()}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -366,3 +448,13 @@ class CLUStrategy(SupervisedTemplate):
         self.gen.set_state(state["torch_rng"])
         self.np_rng.bit_generator.state = state["np_rng"]
         self.known_classes = set(state["known_classes"])
+        if self.aug_gen is not None:
+            self.aug_gen.set_state(state["aug_rng"])
+
+
+def _task_labels(dataset: Any) -> Tensor:
+    """The task label of every sample of an Avalanche dataset, in dataset order (0 where it has none)."""
+    labels = getattr(dataset, "targets_task_labels", None)
+    if labels is None:
+        return torch.zeros(len(dataset), dtype=torch.long)
+    return torch.as_tensor(list(labels), dtype=torch.long)
