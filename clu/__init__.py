@@ -33,13 +33,16 @@ def run(
     checkpoints: bool = True,
     make_plots: bool = True,
     threads: int = 1,
+    log: Sequence[Any] = (),
 ) -> Summary:
     """Run every strategy of ``config`` (from :func:`resolve_config`) on its scenario and seed, the oracle
-    first; write the results folder ``out`` (default ``./runs/<scenario>-<time>``); return the summary."""
+    first; write the results folder ``out`` (default ``./runs/<scenario>-<time>``); return the summary.
+    ``log``: trackers that get every per-event measurement (``"tensorboard"``, ``"csv"``, ``"wandb"``, or
+    :class:`clu.trackers.Tracker` objects)."""
     from clu.runner import run as _run  # deferred: torch and Avalanche
 
     return _run(config, out, resume=resume, progress=progress, plugins=plugins, checkpoints=checkpoints,
-                make_plots=make_plots, threads=threads)
+                make_plots=make_plots, threads=threads, log=log)
 
 
 def sweep(scenarios: Sequence[str], strategies: Sequence[str], seeds: Sequence[int] = (0,),

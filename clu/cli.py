@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ from clu.results import check_out
 from clu.runconfig import RunConfig, load_run_config, resolve_config
 from clu.scenario import events_for, load_scenario
 from clu.strategies import STRATEGIES, resolve_strategy
+from clu.trackers import TRACKERS, check_log
+from clu.cluster import check_cluster_access
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -72,6 +75,21 @@ def _count(least: int) -> Callable[[str], int]:
     return parse
 
 
+def _relearn_fraction(text: str) -> float:
+    """``--relearn-fraction``: a fraction in [0, 1) (0 = no relearning attack)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1) (0 = no relearning attack), got {value}")
+    return value
+
+
+_RELEARN_HELP = ("part of D_U* the relearning attack fine-tunes a throw-away copy on (0 = off; default: the "
+                 "scenario's [evaluation] relearn_fraction, 0.1 when absent)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="clu", description="Simulate continual learning-unlearning (clu-sim).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -100,7 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training replicas of every strategy and the oracle on the same event stream (default 1)")
     s.add_argument("--shadows", type=_count(0), default=None, metavar="K",
                    help="shadow oracles of the membership attack (default: the scenario's [evaluation] shadows)")
+    s.add_argument("--relearn-fraction", type=_relearn_fraction, default=None, metavar="F", help=_RELEARN_HELP)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--amp", action="store_true", default=None,
+                   help="forward passes under bf16 autocast (for GPUs; CPU runs support it too)")
+    s.add_argument("--dry-run", action="store_true",
+                   help="print the resolved config (what config.toml would hold) and exit; loads no data")
+    s.add_argument("--log", action="append", choices=TRACKERS, default=None,
+                   help="publish every per-event measurement to a tracker (repeatable): TensorBoard files under "
+                        "OUT/tensorboard, OUT/live.csv, or W&B (offline unless WANDB_MODE is set; the wandb extra)")
 
     s = sub.add_parser("plot", help="redraw a results folder's figures from its files")
     s.add_argument("dir", type=Path)
@@ -112,18 +138,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("scenarios", nargs="+", help="scenario files or names")
     s.add_argument("--strategies", required=True, help="comma-separated strategy names")
     s.add_argument("--seeds", type=_seed_range, default=(0,), help="e.g. 0-4 or 0,2,5")
-    s.add_argument("--executor", choices=("ray", "serial"), default="ray")
+    s.add_argument("--executor", choices=("auto", "ray", "serial"), default="auto",
+                   help="auto (default): in-process below the measured break-even size, else Ray; ray: always Ray")
     s.add_argument("--address", default=None, help="existing Ray cluster (e.g. auto or HOST:PORT)")
+    s.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --address without Ray token authentication (RAY_AUTH_MODE=token)")
     s.add_argument("--cpus-per-trial", type=float, default=1.0)
     s.add_argument("--gpus-per-trial", type=float, default=0.0)
     s.add_argument("--retries", type=int, default=1, help="retries of a failing trial before it is reported")
-    s.add_argument("--resume", action="store_true", help="run only the trials not finished in --out")
+    s.add_argument("--resume", action="store_true",
+                   help="run only the trials not finished in --out; the arguments must be the ones its sweep.json records")
+    s.add_argument("--extend", action="store_true",
+                   help="continue --out for a changed request: reuse its finished trials that are unchanged, run the "
+                        "rest, rewrite its tables for this request")
     s.add_argument("--out", type=Path, default=None, help="sweep folder (default ./runs/sweep-<time>)")
     s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     s.add_argument("--replicas", type=_count(1), default=1, metavar="R",
                    help="training replicas per (scenario, strategy, seed), each its own trial (default 1)")
     s.add_argument("--shadows", type=_count(0), default=None, metavar="K",
                    help="shadow oracles of the LiRA attack (default: the scenario's [evaluation] shadows)")
+    s.add_argument("--log", action="append", choices=TRACKERS, default=None,
+                   help="every trial also publishes to this tracker (repeatable; files under its trial folder)")
+    s.add_argument("--set", action="append", default=None, metavar="KEY=V1,V2,...", dest="grid",
+                   help="a scenario field as a grid axis, one scenario per value, e.g. training.epochs=3,15 or "
+                        "schedule.rules[0].fraction=0.05,0.1; repeat for the cartesian product")
+    s.add_argument("--relearn-fraction", type=_relearn_fraction, default=None, metavar="F", help=_RELEARN_HELP)
 
     s = sub.add_parser("tune", help="search a strategy's unlearning settings on tuning seeds (validation split)")
     s.add_argument("space", metavar="SPACE_FILE",
@@ -135,8 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the seeds reported tables use; tuning on them is refused (default 0-9)")
     s.add_argument("--budget", type=_count(1), default=16, help="configurations tried, the start included (default 16)")
     s.add_argument("--sampler-seed", type=_count(0), default=0, help="seed of the configuration sampler (default 0)")
-    s.add_argument("--executor", choices=("ray", "serial"), default="ray")
+    s.add_argument("--executor", choices=("auto", "ray", "serial"), default="auto",
+                   help="auto (default): in-process below the measured break-even size, else Ray; ray: always Ray")
     s.add_argument("--address", default=None, help="existing Ray cluster (e.g. auto or HOST:PORT)")
+    s.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --address without Ray token authentication (RAY_AUTH_MODE=token)")
     s.add_argument("--cpus-per-trial", type=float, default=1.0)
     s.add_argument("--gpus-per-trial", type=float, default=0.0)
     s.add_argument("--retries", type=int, default=1, help="retries of a failing trial before it is reported")
@@ -180,13 +222,18 @@ def cmd_events(args: argparse.Namespace) -> int:
     if args.format == "jsonl":
         sys.stdout.write("".join(to_json(e) + "\n" for e in events))
         return 0
-    print(f"{'step':>4}  {'kind':<13} {'task':>4}  {'classes':<18} {'samples':>7}")
+    # the selection column only where random_sample requests have one to show
+    sampled = any(not isinstance(e, LearnTask) and e.kind == "random_sample" for e in events)
+    print(f"{'step':>4}  {'kind':<13} {'task':>4}  {'classes':<18} {'samples':>7}" + ("  selection" if sampled else ""))
     for e in events:
+        selection = ""
         if isinstance(e, LearnTask):
             kind, task, classes = "learn" + (f" ({e.mode})" if e.mode else ""), str(e.task_id), e.classes
         else:
             kind, task, classes = e.kind, "" if e.target_task is None else str(e.target_task), e.target_classes
-        print(f"{e.step:>4}  {kind:<13} {task:>4}  {str(list(classes)):<18} {len(e.sample_ids):>7}")
+            selection = (e.selection or "uniform") if e.kind == "random_sample" else ""
+        row = f"{e.step:>4}  {kind:<13} {task:>4}  {str(list(classes)):<18} {len(e.sample_ids):>7}"
+        print(f"{row}  {selection}" if selection else row)
     return 0
 
 
@@ -217,11 +264,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = load_run_config(cfg_path)
         check_resume_args(config, cfg_path, args.scenario, strategies, args.seed, args.device,
                           replicas=args.replicas, shadows=args.shadows)
+        ran = config.scenario.evaluation.relearn_fraction
+        if args.relearn_fraction is not None and args.relearn_fraction != ran:
+            raise ConfigError(f"--relearn-fraction {args.relearn_fraction}: the run being resumed has {ran} (its "
+                              "config.toml decides)", file=cfg_path)
+        if args.amp and not config.amp:
+            raise ConfigError("--amp: the run being resumed runs without it (its config.toml decides)",
+                              file=cfg_path)
+        if args.dry_run:
+            sys.stdout.write(config.to_toml(versions=False))
+            return 0
         out = args.resume
+        check_log(args.log or ())
     else:
         config = resolve_config(args.scenario, strategies, args.seed, args.device, replicas=args.replicas,
-                                shadows=args.shadows)
+                                shadows=args.shadows, amp=args.amp)
+        if args.relearn_fraction is not None:  # into the resolved scenario: config.toml re-runs it as run
+            ev = replace(config.scenario.evaluation, relearn_fraction=args.relearn_fraction)
+            config = replace(config, scenario=replace(config.scenario, evaluation=ev))
+        if args.dry_run:  # before any data is loaded or torch imported
+            sys.stdout.write(config.to_toml(versions=False))
+            return 0
         out = args.out
+        check_log(args.log or ())
         if out is not None:
             check_out(out)
         try:  # generate-time errors (a request for a class never learned, ...) name the scenario file
@@ -237,7 +302,7 @@ def cmd_run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     from clu.runner import run  # deferred: torch and Avalanche
 
-    summary = run(config, out, resume=args.resume is not None, progress=not args.quiet)
+    summary = run(config, out, resume=args.resume is not None, progress=not args.quiet, log=tuple(args.log or ()))
     print(run_table(summary.data))
     print(f"\nresults: {summary.out}  ({time.perf_counter() - t0:.1f} s)")
     return 1 if summary.errors else 0
@@ -323,6 +388,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 @command
 def cmd_sweep(args: argparse.Namespace) -> int:
+    check_cluster_access(args.address, args.insecure)  # before anything is written or started
     from clu.sweeps import SweepRequest, run_sweep  # deferred: torch, Avalanche (and Ray for its executor)
 
     req = SweepRequest(
@@ -335,10 +401,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         gpus_per_trial=args.gpus_per_trial,
         retries=args.retries,
         resume=args.resume,
+        extend=args.extend,
         out=args.out,
         device=args.device,
         replicas=args.replicas,
         shadows=args.shadows,
+        grid=tuple(args.grid or ()),
+        log=tuple(args.log or ()),
+        relearn_fraction=args.relearn_fraction,
     )
     result = run_sweep(req)
     print((result.out / "table.md").read_text())
@@ -354,6 +424,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 @command
 def cmd_tune(args: argparse.Namespace) -> int:
+    check_cluster_access(args.address, args.insecure)  # before anything is written or started
     from clu.tune import TuneRequest, tune  # deferred: torch, Avalanche (and Ray for its executor)
 
     result = tune(TuneRequest(

@@ -157,10 +157,20 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, key: str = "") -> T:
     return obj
 
 
+OMIT_DEFAULT = {"omit_default": True}
+"""Field metadata: :func:`to_dict` leaves the field out while it holds its default, so adding such a key to a
+config keeps the written form (and a sweep trial's fingerprint) of every existing config unchanged."""
+
+
 def to_dict(obj: Any) -> Any:
-    """A dataclass (nested) as plain dicts/lists, ready for TOML or JSON."""
+    """A dataclass (nested) as plain dicts/lists, ready for TOML or JSON (``OMIT_DEFAULT`` fields at their
+    default left out)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {
+            f.name: to_dict(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)
+        }
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, Mapping):
@@ -181,6 +191,7 @@ def check(cond: bool, key: str, message: str) -> None:
 
 
 __all__ = [
+    "OMIT_DEFAULT",
     "ConfigError",
     "check",
     "from_dict",

@@ -4,8 +4,9 @@ A learn task → ``learn(task, experience, request=...)`` (with the request of t
 a request alone → ``unlearn(request)``.
 
 The loop is explicit and small; everything a strategy does lives in the strategy, everything measured
-lives in :mod:`clu.evaluation`. Each record carries the unit's margins (the model's own measurements only:
-gaps, KL and the attack against other models are joined afterwards by :mod:`clu.joint`).
+lives in :mod:`clu.evaluation` (the relearning attack, on a throw-away copy, in :mod:`clu.relearn`). Each
+record carries the unit's margins and per-request FA (the model's own measurements only: gaps, KL, resurfacing
+and the attack against other models are joined afterwards by :mod:`clu.joint`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from avalanche.core import BasePlugin
 from clu import seeding
 from clu.data.avalanche_bridge import learn_experiences
 from clu.data.base import Dataset
-from clu.evaluation import StreamState, attack_margins, attack_set, evaluate, event_margins
+from clu.evaluation import StreamState, attack_margins, attack_set, evaluate, event_margins, request_fa
 from clu.events import Step
-from clu.models import build_model
+from clu.models import build_model, use_channels_last
+from clu.relearn import Head, Relearn, relearn_fa, task_head
 from clu.results import EventRecord
 from clu.scenario import ScenarioSpec, task_classes
 from clu.strategies import STRATEGIES, StrategyChoice
@@ -46,10 +48,12 @@ def build_strategy(
     *,
     init_seed: int | None = None,
     order_seed: int | None = None,
+    amp: bool = False,
 ) -> CLUStrategy:
     """The strategy with a freshly initialised model. ``seed`` is the scenario seed (the class order of the
     tasks); the initial weights come from ``init_seed`` and the batch order and buffer draws from ``order_seed``
-    (both default to ``seed``: replica 1 of a run, where every strategy shares the initial weights)."""
+    (both default to ``seed``: replica 1 of a run, where every strategy shares the initial weights). ``amp``:
+    forward passes under bf16 autocast; CNNs on CUDA run channels_last."""
     set_determinism(seed if init_seed is None else init_seed)
     model = build_model(scenario.model, data.input_shape, data.num_classes).to(device)
     ctx = RunContext(
@@ -61,6 +65,9 @@ def build_strategy(
         task_aware=scenario.setting == "task_aware",
         device=device,
         class_tasks=tuple(task_classes(scenario.split, data.num_classes, seed)),
+        augment=scenario.training.augment,
+        amp=amp,
+        channels_last=use_channels_last(scenario.model, device),
     )
     cls = STRATEGIES[choice.name].load()
     return cls(model=model, config=choice.config, context=ctx, plugins=list(plugins))
@@ -73,9 +80,11 @@ def run_events(
     *,
     seed: int,
     start: int = 0,
+    relearn: Relearn | None = None,
 ) -> Iterator[EventRecord]:
     """Walk ``steps[start:]``; yield one record (with its margins) per step. ``seed``: the evaluation's
-    (the entropy attack's draws; the unit's training seed)."""
+    (the entropy attack's draws; the unit's training seed). ``relearn``: the relearning attack, at request
+    events and the last event (None: ``Relearn_FA`` is not measured)."""
     device = strategy.device
     experiences = learn_experiences(data, [s.learn for s in steps if s.learn is not None], strategy.ctx.task_aware)
     exp_of = {}
@@ -98,8 +107,17 @@ def run_events(
         strategy.model.eval()
         values, per_task, probs = evaluate(strategy.logits, data, state, step, device=device, seed=seed)
         margins = event_margins(strategy.logits, data, state, probs, device, before)
+        if relearn is not None and (step.unlearn is not None or k == len(steps) - 1):
+            values["Relearn_FA"] = relearn_fa(strategy.model, data, sorted(state.forgotten_ids), relearn,
+                                              step.index, device, _head(strategy))
         strategy.model.train()
-        yield EventRecord(step.index, step.kind, values, per_task, elapsed, margins)
+        yield EventRecord(step.index, step.kind, values, per_task, elapsed, margins, request_fa(state, data, probs))
+
+
+def _head(strategy: CLUStrategy) -> Head | None:
+    """The strategy's task-aware head mask, for the attack's copy (None: task-agnostic, one head)."""
+    ctx = strategy.ctx
+    return task_head(ctx.class_tasks, ctx.data.num_classes, strategy.device) if ctx.task_aware else None
 
 
 def _margins_before(strategy: CLUStrategy, data: Dataset, state: StreamState, step: Step) -> np.ndarray:

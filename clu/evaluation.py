@@ -2,7 +2,8 @@
 
 :class:`StreamState` is what the driver knows (learned, forgotten); :func:`evaluate` runs the model
 once over the sets it needs and calls the pure functions of :mod:`clu.metrics` and :mod:`clu.mia`;
-:func:`attack_set` and :func:`attack_margins` give what the membership attack and KLoM need. Everything measured
+:func:`attack_set` and :func:`attack_margins` give what the membership attack and KLoM need; :func:`request_fa` the
+FA of each request on its own samples (resurfacing). Everything measured
 against other models (gaps, KL, LiRA, KLoM) is joined later from these measurements (:mod:`clu.joint`).
 """
 
@@ -35,10 +36,13 @@ class StreamState:
     """Every task learned so far (task-aware: its classes even after F)."""
     forgotten_classes: set[int] = field(default_factory=set)
     newest_task: int | None = None
+    requests: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    """Every request so far: request id → its sample ids (per-request FA, resurfacing)."""
 
     def apply(self, step: Step) -> None:
         if step.unlearn is not None:
             ids = set(step.unlearn.sample_ids)
+            self.requests[step.unlearn.request_id] = step.unlearn.sample_ids
             self.retained_ids -= ids
             self.forgotten_ids |= ids
             self.forgotten_classes |= set(step.unlearn.target_classes)
@@ -155,3 +159,16 @@ def evaluate(
         if any(c not in state.forgotten_classes for c in cs)
     }
     return values, per_task, forgotten.probs
+
+
+def request_fa(state: StreamState, data: Dataset, probs: np.ndarray) -> dict[int, float | None]:
+    """FA of each request so far on its own samples that are still forgotten (None once all are learned again),
+    from the softmax ``probs`` on D_U* (sorted ids, as :func:`evaluate` returns it)."""
+    ids = np.asarray(sorted(state.forgotten_ids), dtype=np.int64)
+    pred = probs.argmax(1) if len(probs) else np.empty(0, dtype=np.int64)
+    labels = data.train_labels[ids]
+    out: dict[int, float | None] = {}
+    for rid, sample_ids in sorted(state.requests.items()):
+        mask = np.isin(ids, np.asarray(sample_ids, dtype=np.int64))
+        out[rid] = M.accuracy(pred[mask], labels[mask])
+    return out

@@ -17,11 +17,36 @@ from typing import Any, Iterable
 
 from clu.config import ConfigError
 
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux ``/proc``): setting it to
+    read it back would briefly give files created meanwhile by other threads the wrong mode."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file: 0o666 less the umask (0o644 under umask 022)."""
+    return 0o666 & ~current_umask()
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename.
+
+    The temporary file (created private by ``mkstemp``) gets the umask's mode before the rename, so result
+    files are as readable as any other file the user creates (a shared ``--out`` on a cluster)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)

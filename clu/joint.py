@@ -3,8 +3,9 @@
 A unit measures only its own model (:mod:`clu.driver`); :func:`join` takes the units of one (scenario, seed)
 — as ``clu run`` produced them in memory, or as a sweep reads them back from its trial folders — and adds,
 per unit and event: KL to the oracle of the same replica (softmax on D_U*), the per-example membership
-attack (LiRA) against the unit's shadow oracles, now and just before a request, the gaps to the oracle of
-the same replica (:func:`clu.summary.with_gaps`), ``dAvgGap``; the whole-run figures; and, per reported
+attack (LiRA) against the unit's shadow oracles, now and just before a request, resurfacing at request events
+(:func:`clu.summary.resurfacing`, from the unit's per-request FA), the gaps to the oracle of the same replica
+(:func:`clu.summary.with_gaps`; ``Relearn_FA_gap`` among them), ``dAvgGap``; the whole-run figures; and, per reported
 label, one cross-replica unit (replica ``all``) with KLoM at the request events and the final event.
 
 Shadows of replica k: the oracles of the other replicas (1, 2, ... skipping k), the first K of them, then
@@ -23,7 +24,7 @@ from clu.margins import EventMargins
 from clu.metrics import KLOM_MIN_REPLICAS
 from clu.mia import lira_metrics, lira_scores
 from clu.results import ALL, EventRecord, Unit, UnitSpec
-from clu.summary import d_avg_gap, final_metrics, is_request, request_figures, with_gaps
+from clu.summary import d_avg_gap, final_metrics, is_request, request_figures, resurfacing, with_gaps
 
 __all__ = ["KLOM_MIN_REPLICAS", "join", "shadows_of"]
 
@@ -60,10 +61,12 @@ def _margins_at(unit: Unit, step: int) -> EventMargins | None:
 
 
 def _measured(unit: Unit, oracle: Unit | None, shadows: Sequence[Unit]) -> list[EventRecord]:
-    """The unit's records with KL and LiRA (now and before) added to its own measurements."""
+    """The unit's records with KL, LiRA (now and before) and resurfacing added to its own measurements."""
     out = []
+    resurface = resurfacing(unit.records)
     for r in unit.records:
         values = dict(r.values)
+        values["FA_resurface"], values["FA_resurface_step"] = resurface.get(r.step, (None, None))
         m, ref = r.margins, (_margins_at(oracle, r.step) if oracle is not None else None)
         kl = None
         if unit.spec.role != "oracle" and m is not None and ref is not None and len(m.probs):
@@ -76,7 +79,7 @@ def _measured(unit: Unit, oracle: Unit | None, shadows: Sequence[Unit]) -> list[
             values.update(_lira(before, m.n_members, sh, "_before"))
         else:
             values.update({f"{k}_before": None for k in _NO_LIRA})
-        out.append(EventRecord(r.step, r.kind, values, r.per_task, r.time_s, r.margins))
+        out.append(EventRecord(r.step, r.kind, values, r.per_task, r.time_s, r.margins, r.per_request))
     return out
 
 

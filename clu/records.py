@@ -39,14 +39,22 @@ GAPPED = ("TA", "RA", "FA", "FA_test", "MIA")
 """Metrics with a ``<metric>_gap`` column (absolute difference to the oracle)."""
 GAP_COLUMNS = (*(f"{m}_gap" for m in GAPPED), "AvgGap")
 LIRA_GAP_COLUMNS = ("LiRA_AUC_gap", "AvgGap_L", "dAvgGap")
-SUMMARY_EVENT_KEYS = (*EVENT_METRICS, *LIRA_METRICS, *GAP_COLUMNS, *LIRA_GAP_COLUMNS)
-"""Per-event values of ``summary.json`` and ``metrics.csv`` (then ``acc_task_<t>`` rows)."""
+HARDER_COLUMNS = ("Relearn_FA", "Relearn_FA_gap", "FA_resurface", "FA_resurface_step")
+"""The harder tests (DESIGN §8): the relearning attack (clu.relearn; at request events and the final event) and
+its gap to the oracle; per request (at its own event) the highest FA of its samples at a later event and that
+event's step (clu.joint, from the ``FA_req_<id>`` rows)."""
+SUMMARY_EVENT_KEYS = (*EVENT_METRICS, *LIRA_METRICS, *GAP_COLUMNS, *LIRA_GAP_COLUMNS, *HARDER_COLUMNS)
+"""Per-event values of ``summary.json`` and ``metrics.csv`` (then ``acc_task_<t>`` and ``FA_req_<id>`` rows)."""
+OWN_METRICS = frozenset({"TA", "RA", "FA", "FA_test", "NA", "OA", "MIA", "MIA_attack_acc", "MIA_thr", "Relearn_FA"})
+"""The per-event values a unit measures itself (everything else is the join's)."""
 KLOM_METRICS = ("KLoM", "KLoM_p95")
 """Cross-replica metrics (replica ``all``; request events and the final event)."""
 FINAL_CSV_METRICS = ("AvgGap_mean", "AIA", "BWT", "Forgetting", "AvgGap_req", "AvgGap_L_mean", "AvgGap_L_req",
-                     "dAvgGap_mean")
+                     "dAvgGap_mean", "FA_resurface_max")
 """Whole-run figures that ``metrics.csv`` keeps (summary.json also has the time ones)."""
 TASK_PREFIX = "acc_task_"
+REQUEST_PREFIX = "FA_req_"
+"""``FA_req_<request id>`` rows: a request's FA on its own samples at every event from it on."""
 
 
 # ------------------------------------------------------------------------------------------- records
@@ -66,16 +74,19 @@ class EventRecord:
     """Wall seconds of the event; None when read from a folder without timings.csv."""
     margins: EventMargins | None = field(repr=False, default=None)
     """Margins on the attack set and softmax on D_U* (the margins file; for KL, LiRA and KLoM)."""
+    per_request: dict[int, float | None] = field(default_factory=dict)
+    """FA of every request so far on its own still-forgotten samples, by request id (resurfacing)."""
 
     def to_state(self) -> dict[str, Any]:
         """A checkpoint's form (numpy arrays, no torch tensors)."""
         return {"step": self.step, "kind": self.kind, "values": self.values, "per_task": self.per_task,
-                "time_s": self.time_s, "margins": None if self.margins is None else margins_bytes({0: self.margins})}
+                "time_s": self.time_s, "margins": None if self.margins is None else margins_bytes({0: self.margins}),
+                "per_request": self.per_request}
 
     @classmethod
     def from_state(cls, d: dict[str, Any]) -> EventRecord:
         margins = parse_margins(d["margins"])[0] if d.get("margins") is not None else None
-        return cls(d["step"], d["kind"], d["values"], d["per_task"], d["time_s"], margins)
+        return cls(d["step"], d["kind"], d["values"], d["per_task"], d["time_s"], margins, d.get("per_request", {}))
 
 
 @dataclass

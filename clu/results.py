@@ -38,6 +38,8 @@ from clu.records import (
     LIRA_METRICS,
     METRICS_HEADER,
     ORACLE,
+    OWN_METRICS,
+    REQUEST_PREFIX,
     RESULTS_HEADER,
     SUMMARY_EVENT_KEYS,
     TASK_PREFIX,
@@ -68,12 +70,13 @@ __all__ = [  # the records and column names (clu.records) are part of this modul
 def unit_rows(unit: Unit) -> list[tuple[Step, str, str, str]]:
     """A joined unit's ``(step, event_kind, metric, value cell)`` rows, in file order (metrics.csv and the
     sweep's results.csv prefix them): per event the SUMMARY_EVENT_KEYS (KLOM_METRICS for replica ``all``)
-    then ``acc_task_<t>``; then the whole-run FINAL_CSV_METRICS."""
+    then ``acc_task_<t>`` and ``FA_req_<id>``; then the whole-run FINAL_CSV_METRICS."""
     keys = KLOM_METRICS if unit.spec.replica == ALL else SUMMARY_EVENT_KEYS
     rows: list[tuple[Step, str, str, str]] = []
     for r in unit.records:
         rows += [(r.step, r.kind, m, format_value(clean(r.values.get(m)))) for m in keys]
         rows += [(r.step, r.kind, f"{TASK_PREFIX}{t}", format_value(v)) for t, v in r.per_task.items()]
+        rows += [(r.step, r.kind, f"{REQUEST_PREFIX}{k}", format_value(v)) for k, v in r.per_request.items()]
     if unit.records and unit.spec.replica != ALL:
         rows += [(FINAL, "run", m, format_value(clean(unit.final.get(m)))) for m in FINAL_CSV_METRICS]
     return rows
@@ -258,6 +261,8 @@ def read_run(folder: Path | str) -> RunData:
         metric = row["metric"]
         if metric.startswith(TASK_PREFIX) and metric[len(TASK_PREFIX):].isdigit():
             rec.per_task[int(metric[len(TASK_PREFIX):])] = value
+        elif metric.startswith(REQUEST_PREFIX) and metric[len(REQUEST_PREFIX):].isdigit():
+            rec.per_request[int(metric[len(REQUEST_PREFIX):])] = value
         else:
             rec.values[metric] = value
     seed = summary.get("seed")
@@ -371,5 +376,5 @@ def read_units(folder: Path | str, specs: Sequence[UnitSpec] | None = None) -> l
     return units
 
 
-_RAW = frozenset({"TA", "RA", "FA", "FA_test", "NA", "OA", "MIA", "MIA_attack_acc", "MIA_thr"})
+_RAW = OWN_METRICS
 """The per-event values a unit measures itself (everything else is the join's)."""

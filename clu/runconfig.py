@@ -15,17 +15,17 @@ import platform
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence, get_args
+from typing import Any, Literal, Sequence, get_args, get_type_hints
 
 from clu import __version__
-from clu.config import ConfigError, dump_toml, read_toml, to_dict
-from clu.paths import DEFAULT_SCENARIO, resolve_scenario
+from clu.config import ConfigError, dump_toml, from_dict, read_toml, to_dict
+from clu.paths import DEFAULT_SCENARIO, STRATEGY_DIR, resolve_scenario
 from clu.results import ORACLE, TWIN
-from clu.scenario import ScenarioSpec, load_scenario, scenario_from_dict
-from clu.strategies import STRATEGIES, StrategyChoice, resolve_strategy, strategy_config
+from clu.scenario import ScenarioSpec, TrainingSpec, load_scenario, scenario_from_dict
+from clu.strategies import STRATEGIES, StrategyChoice, get_entry, resolve_strategy, strategy_config
 
 Device = Literal["auto", "cpu", "cuda"]
-_KEYS = ("seed", "replicas", "shadows", "device", "scenario", "strategies", "versions")
+_KEYS = ("seed", "replicas", "shadows", "device", "amp", "scenario", "strategies", "versions")
 _HEADER = "# clu-sim run config: re-run with `clu run <this file> --out DIR`\n"
 
 
@@ -44,6 +44,8 @@ class RunConfig:
     """Training replicas R (replica k > 1 trains with clu.seeding.training_seed(seed, k))."""
     shadows: int | None = None
     """Shadow oracles of the membership attack; None: the scenario's ``[evaluation] shadows``."""
+    amp: bool = False
+    """Forward passes under bf16 autocast (``--amp``; written to config.toml only when on)."""
 
     @property
     def n_shadows(self) -> int:
@@ -57,6 +59,7 @@ class RunConfig:
             "replicas": self.replicas,
             **({} if self.shadows is None else {"shadows": self.shadows}),
             "device": self.device,
+            **({"amp": True} if self.amp else {}),
             "scenario": to_dict(self.scenario),
             "strategies": [{"strategy": c.name, "label": c.label, **to_dict(c.config)} for c in self.strategies],
         }
@@ -98,8 +101,11 @@ def run_config_from_dict(raw: dict[str, Any], source: str | Path) -> RunConfig:
         raise ConfigError(f"must be a whole number >= 0, got {seed!r}", key="seed", file=source)
     replicas = check_count(raw.get("replicas", 1), "replicas", 1, source)
     shadows = None if raw.get("shadows") is None else check_count(raw["shadows"], "shadows", 0, source)
+    amp = raw.get("amp", False)
+    if not isinstance(amp, bool):
+        raise ConfigError(f"expected true or false, got {amp!r}", key="amp", file=source)
     return RunConfig(scenario, tuple(choices), seed, check_device(raw.get("device", "auto"), "device", source),
-                     replicas, shadows)
+                     replicas, shadows, amp)
 
 
 def run_config_from_toml(text: str, source: str | Path) -> RunConfig:
@@ -148,14 +154,60 @@ def check_setting(choices: Sequence[StrategyChoice], scenario: ScenarioSpec, key
             raise ConfigError(f"{bad[0]} needs a task_aware scenario; {scenario.name} is task_agnostic", key=key)
 
 
+def preset_file(name: str, family: str) -> Path | None:
+    """The preset of strategy ``name`` in the preset family ``family`` (``strategies/<family>/<name>.toml``),
+    or None: the default family, or no such file (then the default preset applies)."""
+    if family == "default":
+        return None
+    path = STRATEGY_DIR / family / f"{name.replace('_', '-')}.toml"
+    return path if path.is_file() else None
+
+
+def _family_dirs() -> set[Path]:
+    """The folders of the preset families other than the default (``strategies/paper``)."""
+    families = get_args(get_type_hints(TrainingSpec)["presets"])
+    return {(STRATEGY_DIR / f).resolve() for f in families if f != "default"}
+
+
+def resolve_in_family(spec: str, family: str) -> StrategyChoice:
+    """A strategy name resolved in the scenario's preset family (``[training] presets``), or a preset file.
+
+    A family preset replaces the default preset (it starts from the config class defaults, not from the
+    CPU-tuned file), also when given by its path (``strategies/paper/er-sfron.toml``). Names without a family
+    file, and other files, resolve as :func:`clu.strategies.resolve_strategy` does.
+    """
+    if spec.endswith(".toml"):
+        path = Path(spec)
+        if path.resolve().parent not in _family_dirs():  # not a family preset given by its path
+            return resolve_strategy(spec)
+        name = read_toml(path).get("strategy")
+        if not isinstance(name, str):
+            return resolve_strategy(spec)  # its error names the file
+    else:
+        name, path = spec, preset_file(spec, family)
+        if path is None:
+            return resolve_strategy(spec)
+    data = dict(read_toml(path))
+    named, label = data.pop("strategy", name), data.pop("label", name)
+    if named != name or path.stem != name.replace("_", "-"):
+        raise ConfigError(f"a family preset file is named after its strategy; this one names {named!r}",
+                          key="strategy", file=path)
+    try:
+        config = from_dict(get_entry(name).config_class, data)
+    except ConfigError as e:
+        raise e.in_file(path) from None
+    return StrategyChoice(name, str(label), config)
+
+
 def resolve_config(
     scenario: str | None, strategies: Sequence[str], seed: int | None, device: str | None, *,
-    replicas: int | None = None, shadows: int | None = None,
+    replicas: int | None = None, shadows: int | None = None, amp: bool | None = None,
 ) -> RunConfig:
     """CLI/API arguments → RunConfig. ``scenario`` may be a scenario file/name or a run's config.toml.
 
-    The oracle ``retrain`` is always added, first; a run config's strategies, seed, device, replicas and
-    shadows are the defaults when ``scenario`` is one.
+    The oracle ``retrain`` is always added, first; a run config's strategies, seed, device, replicas, shadows
+    and amp are the defaults when ``scenario`` is one. Strategy names resolve in the scenario's preset family
+    (``[training] presets``).
     """
     base: RunConfig | None = None
     path = resolve_scenario(scenario or DEFAULT_SCENARIO)
@@ -165,12 +217,13 @@ def resolve_config(
         spec = base.scenario
     else:
         spec = load_scenario(path)
+    family = spec.training.presets
     if strategies:
-        choices = [resolve_strategy(s) for s in strategies]
+        choices = [resolve_in_family(s, family) for s in strategies]
     elif base is not None:
         choices = list(base.strategies)
     else:
-        choices = [resolve_strategy(s) for s in default_strategies(spec)]
+        choices = [resolve_in_family(s, family) for s in default_strategies(spec)]
     labels = [c.label for c in choices]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
@@ -180,7 +233,7 @@ def resolve_config(
     check_setting(choices, spec, "--strategy")
     oracle = [c for c in choices if c.name == ORACLE]
     if not oracle:
-        oracle = [resolve_strategy(ORACLE)]  # gaps need it; it runs once and is reported
+        oracle = [resolve_in_family(ORACLE, family)]  # gaps need it; it runs once and is reported
     choices = oracle[:1] + [c for c in choices if c is not oracle[0] and c.label != oracle[0].label]
     final_seed = seed if seed is not None else (base.seed if base else spec.seed)
     final_device = check_device(device or (base.device if base else "auto"), "--device")
@@ -188,4 +241,5 @@ def resolve_config(
     final_shadows = shadows if shadows is not None else (base.shadows if base else None)
     if final_shadows is not None:
         check_count(final_shadows, "--shadows", 0)
-    return RunConfig(spec, tuple(choices), final_seed, final_device, final_replicas, final_shadows)
+    final_amp = amp if amp is not None else (base.amp if base else False)
+    return RunConfig(spec, tuple(choices), final_seed, final_device, final_replicas, final_shadows, final_amp)

@@ -22,13 +22,14 @@ from tqdm import tqdm
 from clu import seeding
 from clu.checkpoints import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 from clu.config import ConfigError
-from clu.data import load_dataset
+from clu.data import load_dataset, place
 from clu.data.base import Dataset
 from clu.driver import build_strategy, run_events
 from clu.events import Step, to_json
 from clu.events import steps as group_steps
 from clu.joint import join
 from clu.models import resolve_device
+from clu.relearn import Relearn
 from clu.paths import default_runs_dir
 from clu.plots import plot_run
 from clu.results import (
@@ -47,7 +48,8 @@ from clu.results import (
 from clu.runconfig import RunConfig
 from clu.scenario import events_for
 from clu.strategies import DivergenceError, StrategyChoice
-from clu.strategies.base import CLUStrategy
+from clu.strategies.base import CLUStrategy, check_plugins
+from clu.trackers import Publisher, check_log, open_trackers
 
 
 @dataclass
@@ -71,6 +73,7 @@ def run(
     make_plots: bool = True,
     threads: int = 1,
     units: Sequence[UnitSpec] | None = None,
+    log: Sequence[Any] = (),
 ) -> Summary:
     """Run the units of ``config`` (all of :func:`plan_units` by default; a sweep trial passes its one);
     write the results folder (metrics.csv, timings.csv, summary.json, margins/, checkpoints/); return the summary.
@@ -78,8 +81,12 @@ def run(
     ``out`` defaults to ``./runs/<scenario>-<time>``. ``threads``: torch CPU threads. One is the default: the
     models here are small, and a second thread costs more in synchronisation than it gains (and slows down
     badly when the other core is busy).
+    ``log``: trackers (``"tensorboard"``, ``"csv"``, ``"wandb"`` or :class:`clu.trackers.Tracker` objects) that get
+    every per-event measurement as it is known (:class:`clu.trackers.Publisher`).
     """
     _check_run_args(config, out, resume, threads)
+    log = check_log(log)
+    check_plugins(plugins)
     torch.set_num_threads(max(1, threads))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(out) if out is not None else default_runs_dir() / f"{config.scenario.name}-{stamp}"
@@ -88,6 +95,7 @@ def run(
     data = load_dataset(config.scenario.data)
     if config.scenario.evaluation.split == "validation":
         data = data.validation_as_test()
+    data = place(data, device)  # on the GPU when it fits: batches are sliced there
     events = events_for(config.scenario, config.seed)  # bad input surfaces here, before the folder exists
     steps = group_steps(events)
     stream = "".join(to_json(e) + "\n" for e in events)
@@ -102,12 +110,17 @@ def run(
     plan = list(units) if units is not None else plan_units(config)
     write_units_manifest(out, plan)
     done: list[Unit] = []
-    for i, spec in enumerate(plan):
-        done.append(_run_unit(spec, config, out, data, steps, device, plugins,
-                              resume=resume, progress=progress, checkpoints=checkpoints))
-        if i + 1 < len(plan) and plan[i + 1].replica != spec.replica:
-            _write(out, config, done)  # an interrupted run keeps every finished replica (one join per replica)
-    summary = _write(out, config, done)
+    publisher = Publisher(open_trackers(log, out, out.name, {"scenario": config.scenario.name, "seed": config.seed}),
+                          config.replicas)
+    try:
+        for i, spec in enumerate(plan):
+            done.append(_run_unit(spec, config, out, data, steps, device, plugins,
+                                  resume=resume, progress=progress, checkpoints=checkpoints, publisher=publisher))
+            if i + 1 < len(plan) and plan[i + 1].replica != spec.replica:
+                _write(out, config, done, publisher)  # an interrupted run keeps every finished replica
+        summary = _write(out, config, done, publisher)
+    finally:
+        publisher.close()
     if make_plots:
         plot_run(out)
     return Summary(out, summary, _errors(done))
@@ -139,11 +152,11 @@ def _choice(config: RunConfig, spec: UnitSpec) -> StrategyChoice:
 
 def _run_unit(spec: UnitSpec, config: RunConfig, out: Path, data: Dataset, steps: Sequence[Step],
               device: torch.device, plugins: Sequence[BasePlugin], *, resume: bool, progress: bool,
-              checkpoints: bool) -> Unit:
+              checkpoints: bool, publisher: Publisher | None = None) -> Unit:
     """One unit over the events (from its last checkpoint when resuming); its margins file at the end."""
     unit = Unit(spec)
     strategy = build_strategy(_choice(config, spec), config.scenario, data, config.seed, device, plugins,
-                              init_seed=spec.init_seed, order_seed=spec.order_seed)
+                              init_seed=spec.init_seed, order_seed=spec.order_seed, amp=config.amp)
     start = 0
     ckpt = latest_checkpoint(out, spec) if resume else None
     if ckpt is not None:
@@ -156,9 +169,12 @@ def _run_unit(spec: UnitSpec, config: RunConfig, out: Path, data: Dataset, steps
     bar = _progress(name, len(steps), start) if progress else None
     try:
         if unit.error is None:
-            for rec in run_events(strategy, steps, data, seed=spec.init_seed, start=start):
+            for rec in run_events(strategy, steps, data, seed=spec.init_seed, start=start,
+                                  relearn=_relearn(config, spec)):
                 _check_finite(strategy)
                 unit.records.append(rec)
+                if publisher is not None:
+                    publisher.event(spec, rec)
                 if checkpoints:
                     save_checkpoint(out, spec, len(unit.records) - 1, _ckpt_payload(strategy, unit))
                 if bar is not None:
@@ -181,9 +197,20 @@ def _run_unit(spec: UnitSpec, config: RunConfig, out: Path, data: Dataset, steps
     return unit
 
 
-def _write(out: Path, config: RunConfig, units: Sequence[Unit]) -> dict[str, Any]:
+def _relearn(config: RunConfig, spec: UnitSpec) -> Relearn | None:
+    """The relearning attack of a unit: the scenario's, on every reported unit (shadow oracles are inputs of
+    the membership attack only)."""
+    if spec.role == "shadow":
+        return None
+    return Relearn.of(config.scenario.evaluation, config.scenario.training.batch_size, config.seed)
+
+
+def _write(out: Path, config: RunConfig, units: Sequence[Unit], publisher: Publisher | None = None) -> dict[str, Any]:
     joined = join(units, shadows=config.n_shadows, klom_bins=config.scenario.evaluation.klom_bins)
-    return write_run(out, config.scenario.name, config.seed, joined)
+    summary = write_run(out, config.scenario.name, config.seed, joined)
+    if publisher is not None:
+        publisher.joined(joined)  # gaps and the other joined values, now that they are known
+    return summary
 
 
 def _errors(units: Sequence[Unit]) -> dict[str, str]:

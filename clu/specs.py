@@ -77,9 +77,20 @@ class EvaluationSpec:
     split: Literal["test", "validation"] = "test"
     """The held-out samples TA, MIA and LiRA use as the unseen data: test for reporting, validation for tuning
     (``clu tune`` sets it so that tuning never reads the test split)."""
+    relearn_fraction: float = 0.1
+    """Relearning attack (``Relearn_FA``): the fraction of D_U* a throw-away copy of the model is fine-tuned on
+    after every request and at the end of the stream (0 = no attack); the rest of D_U* is measured."""
+    relearn_epochs: int = 1
+    """Relearning attack: passes over that fraction (mini-batches of the scenario's batch size)."""
+    relearn_lr: float = 0.05
+    """Relearning attack: SGD learning rate, the same for every strategy (the default is the strategies' learn lr)."""
 
     def validate(self) -> None:
         check(self.shadows >= 0, "shadows", f"must be >= 0, got {self.shadows}")
         check(self.klom_bins >= 2, "klom_bins", f"must be at least 2, got {self.klom_bins}")
         check(self.split in ("test", "validation"), "split",
               f"{self.split!r} is not allowed; choose 'test' | 'validation'")
+        check(0.0 <= self.relearn_fraction < 1.0, "relearn_fraction",
+              f"must be in [0, 1) (0 = no relearning attack), got {self.relearn_fraction}")
+        check(self.relearn_epochs >= 1, "relearn_epochs", f"must be at least 1, got {self.relearn_epochs}")
+        check(self.relearn_lr > 0, "relearn_lr", f"must be > 0, got {self.relearn_lr}")

@@ -2,7 +2,8 @@
 
 ``clu run``, ``clu sweep`` and the plots all go through these: the gap to the oracle, ``AvgGap`` and
 ``AvgGap_L`` (:func:`with_gaps`), their mean over events (:func:`avg_gap_mean`), the request-only figures
-(:func:`request_figures`, :func:`d_avg_gap`), the unlearn time relative to the oracle
+(:func:`request_figures`, :func:`d_avg_gap`), resurfacing per request (:func:`resurfacing`), the unlearn time
+relative to the oracle
 (:func:`unlearn_time_vs_oracle`) and AIA, BWT and forgetting from the accuracy matrix
 (:func:`accuracy_summary`). The metric definitions themselves are in :mod:`clu.metrics`.
 """
@@ -17,12 +18,14 @@ from clu import metrics as M
 from clu.results import GAPPED, EventRecord, Step, clean
 
 LIRA = "LiRA_AUC"
+RELEARN = "Relearn_FA"
 
 
 def with_gaps(values: Mapping[str, float | None], oracle: Mapping[str, float | None]) -> dict[str, float | None]:
     """``values`` plus ``<metric>_gap`` (absolute difference to the oracle), ``AvgGap``, ``LiRA_AUC_gap``, ``AvgGap_L``.
 
-    ``LiRA_AUC_gap`` and ``AvgGap_L`` are None unless ``LiRA_AUC`` is present on both sides.
+    ``LiRA_AUC_gap`` and ``AvgGap_L`` are None unless ``LiRA_AUC`` is present on both sides; so is
+    ``Relearn_FA_gap`` for ``Relearn_FA`` (which is not part of either average).
     """
     gaps = {m: M.gap(values.get(m), oracle.get(m)) for m in GAPPED}
     out = dict(values)
@@ -31,6 +34,7 @@ def with_gaps(values: Mapping[str, float | None], oracle: Mapping[str, float | N
     lira_gap = M.gap(values.get(LIRA), oracle.get(LIRA))
     out[f"{LIRA}_gap"] = lira_gap
     out["AvgGap_L"] = None if lira_gap is None else M.avg_gap({**gaps, LIRA: lira_gap}, M.GAP_METRICS_L)
+    out[f"{RELEARN}_gap"] = M.gap(values.get(RELEARN), oracle.get(RELEARN))
     return out
 
 
@@ -58,15 +62,37 @@ def d_avg_gap(records: Sequence[EventRecord]) -> dict[Step, float | None]:
 
 
 def request_figures(records: Sequence[EventRecord]) -> dict[str, float | None]:
-    """Whole-run ``AvgGap_req``, ``AvgGap_L_mean``, ``AvgGap_L_req`` and ``dAvgGap_mean`` (None where nothing
-    applies)."""
+    """Whole-run ``AvgGap_req``, ``AvgGap_L_mean``, ``AvgGap_L_req``, ``dAvgGap_mean`` and ``FA_resurface_max`` (the
+    highest ``FA_resurface`` of any request; None where nothing applies)."""
     requests = [r for r in records if is_request(r.kind)]
+    resurface = [v for v in (clean(r.values.get("FA_resurface")) for r in requests) if v is not None]
     return {
         "AvgGap_req": _mean(r.values.get("AvgGap") for r in requests),
         "AvgGap_L_mean": _mean(r.values.get("AvgGap_L") for r in records),
         "AvgGap_L_req": _mean(r.values.get("AvgGap_L") for r in requests),
         "dAvgGap_mean": _mean(d_avg_gap(records).values()),
+        "FA_resurface_max": max(resurface) if resurface else None,
     }
+
+
+def resurfacing(records: Sequence[EventRecord]) -> dict[Step, tuple[float | None, Step | None]]:
+    """Per request event: the highest FA of its request's samples at any later event (``FA_resurface``) and the
+    first event where it was reached (``FA_resurface_step``); (None, None) when no later event measures it.
+
+    A request is known by the ids of the ``per_request`` FA a record has and the one before it lacks."""
+    out: dict[Step, tuple[float | None, Step | None]] = {}
+    for i, rec in enumerate(records):
+        if not is_request(rec.kind):
+            continue
+        earlier = set(records[i - 1].per_request) if i else set()
+        new = [k for k in rec.per_request if k not in earlier]
+        best: tuple[float | None, Step | None] = (None, None)
+        for later in records[i + 1 :]:
+            fa = [v for v in (clean(later.per_request.get(k)) for k in new) if v is not None]
+            if fa and (best[0] is None or max(fa) > best[0]):
+                best = (max(fa), later.step)
+        out[rec.step] = best
+    return out
 
 
 def avg_gap_mean(avg_gaps: Iterable[float | None]) -> float | None:

@@ -4,7 +4,7 @@
     python results/build.py --only digits-class   # some tables only (comma-separated)
     python results/build.py --readme-only         # no runs: table.md/.tex and README from the files here
 
-Each ``[tables.<name>]`` of the manifest is one ``clu sweep`` into ``results/<name>/`` (``--resume`` once the
+Each ``[tables.<name>]`` of the manifest is one ``clu sweep`` into ``results/<name>/`` (``--extend`` once the
 folder holds a sweep.json: only unfinished or changed trials run, a finished table is only re-aggregated), or
 with ``run = true`` one ``clu run`` (skipped when its config.toml matches and every replica finished). The
 executor comes from ``RESULTS_EXECUTOR`` (``ray`` by default, or ``serial``). Each folder then gets
@@ -34,9 +34,13 @@ from clu.report import report
 from clu.report_tex import escape, label, tabular
 from clu.results import TWIN, read_aggregate
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pairs import HEADER as PAIRS_HEADER, pairs_table  # noqa: E402  (results/ is not a package)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 FLOOR = "noise-floor"
+PAIRS = "attached-vs-detached"
 PENDING = "(not yet generated: make results)"
 _BLOCK = re.compile(r"<!-- results:(?P<name>[\w.-]+) -->\n(?P<body>.*?)\n?<!-- end results:(?P=name) -->", re.S)
 
@@ -59,6 +63,8 @@ class Table:
     replicas: int = 1
     run: bool = False
     """One ``clu run`` (seed ``seeds[0]``) instead of a sweep: the KLoM table."""
+    grid: tuple[str, ...] = ()
+    """A scenario grid, ``clu sweep --set`` arguments (``"KEY=V1,V2,..."``): one scenario per value."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,11 @@ class Manifest:
     floor: tuple[str, ...]
     """The tables whose ``retrain (twin)`` rows make the noise-floor table."""
     floor_caption: str
+    pairs: tuple[tuple[str, str], ...] = ()
+    """(attached, detached) table pairs of the ``attached-vs-detached`` block (:mod:`pairs`)."""
+    pair_strategies: tuple[str, ...] = ()
+    pair_baselines: tuple[str, ...] = ()
+    pairs_caption: str = ""
 
 
 def seed_list(text: str | int) -> tuple[int, ...]:
@@ -85,12 +96,18 @@ def load_manifest(path: Path) -> Manifest:
         run = bool(e.get("run", False))
         seeds = seed_list(e["seed"] if run else e["seeds"])
         tables[name] = Table(name, tuple(e["scenarios"]), tuple(e["strategies"]), seeds, e.get("caption", ""),
-                             e.get("shadows"), int(e.get("replicas", 1)), run)
+                             e.get("shadows"), int(e.get("replicas", 1)), run, tuple(e.get("set", ())))
     floor = raw.get("floor", {})
     unknown = sorted(set(floor.get("tables", ())) - set(tables))
     if unknown:
         raise SystemExit(f"{path}: [floor] names unknown tables: {', '.join(unknown)}")
-    return Manifest(tables, tuple(floor.get("tables", ())), floor.get("caption", ""))
+    pairs = raw.get("pairs", {})
+    pair_tables = tuple((a, d) for a, d in pairs.get("tables", ()))
+    unknown = sorted({n for pair in pair_tables for n in pair} - set(tables))
+    if unknown:
+        raise SystemExit(f"{path}: [pairs] names unknown tables: {', '.join(unknown)}")
+    return Manifest(tables, tuple(floor.get("tables", ())), floor.get("caption", ""), pair_tables,
+                    tuple(pairs.get("strategies", ())), tuple(pairs.get("baselines", ())), pairs.get("caption", ""))
 
 
 def _path(text: str) -> str:
@@ -108,8 +125,8 @@ def run_table(t: Table, out: Path, executor: str) -> bool:
     from clu.sweeps import sweep  # deferred: torch, Avalanche
 
     result = sweep([_path(s) for s in t.scenarios], [_path(s) for s in t.strategies], t.seeds,
-                   executor=executor, resume=(out / "sweep.json").is_file(), out=out, shadows=t.shadows,
-                   replicas=t.replicas)
+                   executor=executor, extend=(out / "sweep.json").is_file(), out=out, shadows=t.shadows,
+                   replicas=t.replicas, grid=t.grid)
     return not (result.summary["failed"] or result.summary["missing"])
 
 
@@ -219,6 +236,9 @@ def readme_blocks(m: Manifest, results: Path) -> dict[str, str]:
             blocks[name] = f"{t.caption} Files: `results/{name}/`.\n\n{body}"
     floor = [results / n for n in m.floor if (results / n / "aggregate.csv").is_file()]
     blocks[FLOOR] = f"{m.floor_caption}\n\n{_md(FLOOR_HEADER, floor_rows(floor))}" if floor else PENDING
+    if m.pairs:
+        rows = pairs_table(results, m.pairs, m.pair_strategies, m.pair_baselines)
+        blocks[PAIRS] = f"{m.pairs_caption}\n\n{_md(PAIRS_HEADER, rows, 3)}" if rows else PENDING
     return blocks
 
 

@@ -95,16 +95,17 @@ def test_a_run_resumed_from_a_state_dict_gives_the_same_records():
     rest = list(run_events(fresh, STEPS, DATA, seed=SPEC.seed, start=3))
     assert [(r.step, r.kind) for r in rest] == [(3, "learn"), (4, "class")]
     for a, b in zip(full[3:], rest):
-        assert a.values == b.values and a.per_task == b.per_task
+        assert a.values == b.values and a.per_task == b.per_task and a.per_request == b.per_request
         assert np.array_equal(a.margins.phi, b.margins.phi) and np.array_equal(a.margins.probs, b.margins.probs)
 
 
 def test_event_record_state_round_trip():
     rec = records("er")[2]
     back = EventRecord.from_state(copy.deepcopy(rec.to_state()))
-    assert (back.step, back.kind, back.values, back.per_task, back.time_s) == (
-        rec.step, rec.kind, rec.values, rec.per_task, rec.time_s,
+    assert (back.step, back.kind, back.values, back.per_task, back.time_s, back.per_request) == (
+        rec.step, rec.kind, rec.values, rec.per_task, rec.time_s, rec.per_request,
     )
+    assert rec.per_request.keys() == {0}
     assert np.array_equal(back.margins.probs, rec.margins.probs) and back.margins.probs.shape == rec.margins.probs.shape
     assert np.array_equal(back.margins.before, rec.margins.before) and back.margins.n_members == rec.margins.n_members
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from clu.data.base import Dataset
-from clu.evaluation import StreamState, attack_margins, attack_set, evaluate, event_margins
+from clu.evaluation import StreamState, attack_margins, attack_set, evaluate, event_margins, request_fa
 from clu.events import LearnTask, Step, UnlearnRequest
 
 K = 6  # classes 0..5; tasks (0,1) (2,3) (4,5)
@@ -193,3 +193,16 @@ def test_evaluate_random_sample_request_has_no_fa_test():
     assert values["FA_test"] is None
     # every class is still retained: TA over j=0..7, wrong j=0,2,5 -> 5/8
     assert values["TA"] == pytest.approx(5 / 8)
+
+
+def test_request_fa_is_each_requests_fa_on_its_still_forgotten_samples():
+    state = state_after(4)
+    assert state.requests == {0: (4, 5, 6, 7)}
+    second = UnlearnRequest(4, "random_sample", (), (9, 20), 1)
+    state.apply(Step(4, None, second))
+    _, _, probs = evaluate(fake_logits, DATA, state, Step(4, None, second), device=torch.device("cpu"), seed=0)
+    # request 0: ids 4..7, wrong 5 and 6 -> 1/2; request 1: ids 9 and 20, both wrong -> 0
+    assert request_fa(state, DATA, probs) == {0: pytest.approx(0.5), 1: 0.0}
+    state.apply(Step(5, LearnTask(5, 0, (0, 1), (4, 5, 6, 7)), None))  # request 0's samples learned again
+    assert request_fa(state, DATA, probs[4:]) == {0: None, 1: 0.0}  # D_U* is now {9, 20}
+    assert request_fa(StreamState(), DATA, probs[:0]) == {}

@@ -37,7 +37,7 @@ MANIFEST = build.load_manifest(ROOT / "results" / "tables.toml")
 def test_every_readme_block_is_generated_from_the_committed_results() -> None:
     readme = (ROOT / "README.md").read_text()
     markers = build.readme_markers(readme)
-    assert sorted(markers) == sorted([*MANIFEST.tables, build.FLOOR])  # each table once, nothing else
+    assert sorted(markers) == sorted([*MANIFEST.tables, build.FLOOR, build.PAIRS])  # each table once, nothing else
     blocks = build.readme_blocks(MANIFEST, ROOT / "results")
     for name in markers:
         body = readme.split(f"<!-- results:{name} -->\n", 1)[1].split(f"<!-- end results:{name} -->", 1)[0]
@@ -58,14 +58,19 @@ def test_manifest_is_the_leads_table_list() -> None:
     assert list(MANIFEST.tables) == [
         "digits-class", "digits-cross-task", "digits-random-sample", "mnist5k-class", "mnist5k-cross-task",
         "mnist5k-random-sample", "digits-task-aware", "mnist5k-task-aware", "ablations", "lira-digits",
-        "klom16-digits-random-sample", "digits-attached", "digits-detached", "mnist5k-attached", "mnist5k-detached"]
+        "klom16-digits-random-sample", "digits-attached", "digits-detached", "mnist5k-attached", "mnist5k-detached",
+        "ablations-attached"]
     ablations = {str(p.relative_to(ROOT)) for p in (ROOT / "strategies" / "ablations").glob("*.toml")}
-    assert ablations <= set(MANIFEST.tables["ablations"].strategies)
+    attached_only = {"strategies/ablations/ugclu-attach-every-iteration.toml"}  # acts on attached requests only
+    assert ablations - attached_only <= set(MANIFEST.tables["ablations"].strategies)
     for t in MANIFEST.tables.values():
         assert all((ROOT / s).is_file() for s in (*t.scenarios, *(x for x in t.strategies if x.endswith(".toml"))))
     assert MANIFEST.tables["digits-class"].seeds == tuple(range(10))
     assert MANIFEST.tables["klom16-digits-random-sample"].run
     assert len(MANIFEST.floor) == 6
+    assert set(MANIFEST.tables["ablations-attached"].strategies) == {"ugclu", *ablations} - {
+        "strategies/ablations/er-joint.toml"}  # ugclu's switches only
+    assert MANIFEST.pairs == (("digits-attached", "digits-detached"), ("mnist5k-attached", "mnist5k-detached"))
 
 
 def _sweep_folder(folder: Path) -> None:

@@ -89,3 +89,69 @@ def test_runconfig_imports_no_heavy_module() -> None:
             "print(sorted({'torch', 'avalanche', 'ray', 'matplotlib'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ------------------------------------------------------------------ preset families, amp, --dry-run (issue 15)
+
+
+def test_paper_scenarios_resolve_their_paper_presets_and_fall_back_to_the_default() -> None:
+    from clu.strategies import resolve_strategy
+
+    cfg = resolve_config("cifar10-class", ["er_sfron", "naive", "ugclu_paper"], None, "cpu")
+    assert cfg.scenario.training.presets == "paper" and cfg.scenario.training.augment == "crop_flip"
+    by = {c.label: c.config for c in cfg.strategies}
+    sfron = by["er_sfron"]  # SFR-on's CIFAR-10 reference settings, not the digits-tuned preset
+    assert (sfron.unlearn_iters, sfron.alpha_u, sfron.unlearn_lr, sfron.forget_freq, sfron.clip, sfron.lam,
+            sfron.gamma) == (1500, 25.0, 0.01, 5, 7.0, 0.5, 1.0)
+    assert cfg.scenario.training.batch_size == 128
+    assert by["naive"] == resolve_strategy("naive").config and by["retrain"] == resolve_strategy("retrain").config
+    assert by["ugclu_paper"].unlearn_iters == 1500
+    assert resolve_config("digits-class", ["er_sfron"], None, "cpu").strategies[1].config.unlearn_iters == 100
+
+
+def test_every_paper_preset_names_its_strategy_and_its_source() -> None:
+    from clu.paths import STRATEGY_DIR
+    from clu.runconfig import resolve_in_family
+
+    files = sorted((STRATEGY_DIR / "paper").glob("*.toml"))
+    assert len(files) >= 4
+    for f in files:
+        name = f.stem.replace("-", "_")
+        assert resolve_in_family(name, "paper").name == name
+        assert resolve_in_family(str(f), "default") == resolve_in_family(name, "paper")  # by path: the same
+        assert "Unified-Unlearning-w-Remain-Geometry" in f.read_text()  # SFR-on's public code, named
+
+
+def test_an_explicit_preset_file_wins_over_the_family_and_bad_family_files_name_the_file(tmp_path: Path) -> None:
+    from clu.runconfig import resolve_in_family
+
+    (tmp_path / "mine.toml").write_text('strategy = "er_sfron"\nunlearn_iters = 9\n')
+    assert resolve_in_family(str(tmp_path / "mine.toml"), "paper").config.unlearn_iters == 9
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY.replace("buffer_size = 50", 'buffer_size = 50\npresets = "cifar"'))
+    with pytest.raises(ConfigError, match="training.presets"):
+        resolve_config(str(bad), [], None, "cpu")
+
+
+def test_new_keys_stay_out_of_existing_configs_and_amp_round_trips(config: RunConfig) -> None:
+    from dataclasses import replace
+
+    plain = config.to_toml(versions=False)
+    keys = set(tomllib.loads(plain)) | set(tomllib.loads(plain)["scenario"]["training"])
+    assert not keys & {"augment", "presets", "amp"}  # existing configs (and trial fingerprints) unchanged
+    on = replace(config, amp=True)
+    assert "amp = true" in on.to_toml(versions=False)
+    assert run_config_from_toml(on.to_toml(versions=False), "x") == on
+    with pytest.raises(ConfigError, match="amp"):
+        run_config_from_toml(plain.replace('device = "cpu"', 'device = "cpu"\namp = 1'), "x")
+
+
+def test_dry_run_prints_the_resolved_config_without_data_or_torch(tmp_path: Path) -> None:
+    code = ("import sys; from clu.cli import main; rc = main(['run', 'cifar10-class', '--dry-run', '--amp', "
+            f"'--strategy', 'er_sfron', '--out', {str(tmp_path / 'out')!r}]); "
+            "assert 'torch' not in sys.modules; sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    cfg = run_config_from_toml(done.stdout, "stdout")
+    assert cfg.amp and cfg.scenario.name == "cifar10-class" and cfg.strategies[1].config.unlearn_iters == 1500
+    assert not (tmp_path / "out").exists()

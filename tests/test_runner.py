@@ -262,3 +262,25 @@ def test_clu_run_config_toml_reproduces_metrics_byte_for_byte(result, files):
     for label in LABELS:
         assert without_time(rerun["strategies"][label]) == without_time(summary.data["strategies"][label])
     assert math.isfinite(rerun["strategies"]["ugclu"]["final"]["TA"])
+
+
+def test_the_relearning_attack_changes_no_other_number(result, config, files):
+    """metrics.csv with the attack on (the default) is the one with it off plus the Relearn_FA rows' values: the
+    copy it fine-tunes is thrown away and it draws from no stream of the run."""
+    from dataclasses import replace
+
+    out, summary = result
+    ev = replace(config.scenario.evaluation, relearn_fraction=0.0)
+    off = run(replace(config, scenario=replace(config.scenario, evaluation=ev)), files["dir"] / "no-relearn",
+              checkpoints=False, make_plots=False)
+    attack = {"Relearn_FA", "Relearn_FA_gap"}
+    on_rows, off_rows = _csv(out / "metrics.csv"), _csv(off.out / "metrics.csv")
+    assert [r for r in on_rows if r[5] not in attack] == [r for r in off_rows if r[5] not in attack]
+    assert [r[:6] for r in on_rows] == [r[:6] for r in off_rows]  # the same rows, in the same order
+    assert {r[6] for r in off_rows if r[5] in attack} == {""}
+    measured = {(r[0], r[3]) for r in on_rows if r[5] == "Relearn_FA" and r[6]}
+    assert measured == {(label, step) for label in LABELS for step in ("2", "4")}  # the requests (4 is the last)
+    assert {r[5] for r in on_rows if r[5].startswith("FA_req_")} == {"FA_req_0", "FA_req_1"}
+    er = summary.data["strategies"]["er"]
+    assert er["final"]["Relearn_FA"] is not None and er["final"]["FA_resurface_max"] is not None
+    assert er["per_event"][2]["FA_resurface_step"] in (3.0, 4.0) and er["per_event"][4]["FA_resurface"] is None

@@ -11,6 +11,7 @@ from clu.summary import (
     d_avg_gap,
     final_metrics,
     request_figures,
+    resurfacing,
     unlearn_time_vs_oracle,
     with_gaps,
 )
@@ -34,7 +35,7 @@ def test_with_gaps_hand_computed():
     assert out["MIA_gap"] == pytest.approx(0.2)
     # AvgGap averages the gaps of TA, RA, FA, MIA (DESIGN §8), not FA_test
     assert out["AvgGap"] == pytest.approx((0.1 + 0.1 + 0.5 + 0.2) / 4)
-    assert {k for k in out if k.endswith("_gap")} == {f"{m}_gap" for m in GAPPED} | {"LiRA_AUC_gap"}
+    assert {k for k in out if k.endswith("_gap")} == {f"{m}_gap" for m in GAPPED} | {"LiRA_AUC_gap", "Relearn_FA_gap"}
     assert out["LiRA_AUC_gap"] is None and out["AvgGap_L"] is None  # no LiRA on either side
     for k, v in values.items():
         assert out[k] == v  # the values themselves are untouched
@@ -159,4 +160,40 @@ def test_request_figures_hand_computed():
     assert out["AvgGap_L_req"] == pytest.approx((0.10 + 0.40) / 2)
     assert out["dAvgGap_mean"] == pytest.approx((0.20 - 0.10) / 2)
     learn_only = request_figures([rec(0, "learn", AvgGap=0.1)])
-    assert learn_only == {"AvgGap_req": None, "AvgGap_L_mean": None, "AvgGap_L_req": None, "dAvgGap_mean": None}
+    assert learn_only == {"AvgGap_req": None, "AvgGap_L_mean": None, "AvgGap_L_req": None, "dAvgGap_mean": None,
+                          "FA_resurface_max": None}
+
+
+def test_relearn_gap_is_not_part_of_the_averages():
+    values = {"TA": 0.8, "RA": 0.9, "FA": 0.5, "MIA": 0.3, "Relearn_FA": 0.75}
+    oracle = {"TA": 0.9, "RA": 1.0, "FA": 0.0, "MIA": 0.1, "Relearn_FA": 0.25}
+    out = with_gaps(values, oracle)
+    assert out["Relearn_FA_gap"] == pytest.approx(0.5)
+    assert out["AvgGap"] == pytest.approx((0.1 + 0.1 + 0.5 + 0.2) / 4)
+    assert with_gaps(values, {**oracle, "Relearn_FA": None})["Relearn_FA_gap"] is None
+
+
+# ---------------------------------------------------------------------------------------- resurfacing
+
+
+def _fa(step: int, kind: str, **per_request: float | None) -> EventRecord:
+    return EventRecord(step, kind, {}, {}, 1.0, per_request={int(k[1:]): v for k, v in per_request.items()})
+
+
+def test_resurfacing_is_a_requests_highest_later_fa_and_where():
+    records = [
+        _fa(0, "learn"),
+        _fa(1, "class", r0=0.05),
+        _fa(2, "learn", r0=0.30),
+        _fa(3, "random_sample", r0=0.10, r1=0.50),
+        _fa(4, "learn", r0=0.30, r1=0.70),
+        _fa(5, "learn+class", r0=None, r1=0.60, r2=0.0),  # request 0's samples learned again: no FA
+    ]
+    out = resurfacing(records)
+    assert set(out) == {1, 3, 5}
+    assert out[1] == (pytest.approx(0.30), 2)  # the first event reaching the highest value
+    assert out[3] == (pytest.approx(0.70), 4)
+    assert out[5] == (None, None)  # the last event: nothing later
+    figures = request_figures([EventRecord(r.step, r.kind, {"FA_resurface": out.get(r.step, (None,))[0]}, {}, 1.0)
+                               for r in records])
+    assert figures["FA_resurface_max"] == pytest.approx(0.70)

@@ -19,6 +19,16 @@ What a sweep is
     shadows are merely queued first). A trial's config and fingerprint depend on its unit only, so a
     ``--resume`` with more replicas or shadows reuses the finished trials.
 
+Scenario grids (``--set KEY=V1,V2,...``, :mod:`clu.grid`)
+    Each value of a scenario field makes a scenario of its own (several ``--set``: the cartesian product,
+    for every scenario given), named ``<scenario>+<field>=<value>...`` (``digits-random-sample+fraction=0.05``):
+    that name is its ``scenario`` in every output and its trial folder. The value is written into the file's
+    raw table, which is validated like a file (a bad key, index or value: one error naming the file and the
+    ``--set`` argument, exit 2, nothing written); each trial's config holds the grid point's resolved scenario,
+    so its fingerprint changes with the value, and a ``--resume`` with the same grid reuses the finished trials
+    while a changed grid runs its new grid points. ``sweep.json`` records the grid (``grid``: the arguments,
+    the axes, each grid point's base scenario and values).
+
 Executors (:mod:`clu.sweeps.executors`)
     ``ray`` (default): one Ray Tune trial per trial above, ``tune.grid_search`` over the explicit trial list
     (each entry names scenario, unit and seed; seed and replica are explicit axes of that list), resources
@@ -64,8 +74,10 @@ Outputs (all written atomically; the schema is :mod:`clu.results`)
                        replicas averaged first (:func:`clu.sweeps.aggregate.aggregate_rows`).
     ``stats.csv``      the p-values of the paired tests behind the table's marks.
     ``table.md``       :func:`clu.report.sweep_table` (``clu report OUT`` prints it again from the files).
-    ``plots/``         :func:`clu.plots.plot_sweep`: stability–plasticity and FA over events with bands.
-    ``sweep.json`` (the request: replicas and each scenario's shadows included), ``sweep_summary.json``
+    ``plots/``         :func:`clu.plots.plot_sweep`: stability–plasticity and FA over events with bands; with a
+                       grid also :mod:`clu.plots.scaling`'s ``scaling-*.png`` (metrics against the grid values)
+                       and ``requests-*.png`` (metrics against the number of requests so far), ± 95 % CI.
+    ``sweep.json`` (the request: replicas, each scenario's shadows and the grid included), ``sweep_summary.json``
     (trials, failures, timings, outputs), ``tune/``.
 
 Progress: one line per finished trial on stderr (:mod:`clu.sweeps.progress`).

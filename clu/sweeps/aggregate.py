@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from clu.plots import plot_sweep
+from clu.plots import plot_requests, plot_scaling, plot_sweep
 from clu.report import STATS_HEADER, stats_rows, sweep_table
 from clu.results import (
     AggregateRow,
@@ -56,7 +56,7 @@ def stats_csv(scenarios: Sequence[str], strategies: Sequence[str], seeds: Sequen
 
 def aggregate(out: Path, plan: SweepPlan) -> dict[str, Any]:
     """Read and join every finished trial of ``plan`` (:func:`clu.sweeps.join.join_sweep`); write results.csv,
-    aggregate.csv, table.md and the plots."""
+    aggregate.csv, table.md and the plots (with a scenario grid, its scaling and requests figures too)."""
     joined = join_sweep(out, plan)
     results = joined.rows
     diverged = {(d["scenario"], d["strategy"]) for d in joined.finished.values() if d.get("error")}
@@ -70,6 +70,9 @@ def aggregate(out: Path, plan: SweepPlan) -> dict[str, Any]:
     if results:
         try:
             plots = [str(p) for p in plot_sweep(out / "aggregate.csv", out / "plots")]
+            if plan.grid is not None:  # the grid's figures: metrics against the grid values and the requests
+                plots += [str(p) for p in plot_scaling(out / "aggregate.csv", plan.grid, out / "plots")]
+                plots += [str(p) for p in plot_requests(out / "aggregate.csv", out / "plots", plan.scenarios)]
         except Exception as e:  # noqa: BLE001 - a figure must not cost the sweep its tables
             plot_error = f"{type(e).__name__}: {e}"
             print(f"clu sweep: warning: the plots failed: {plot_error}", file=sys.stderr)

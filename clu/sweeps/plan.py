@@ -2,7 +2,9 @@
 per (scenario, seed, replica) the oracle, its twin and each strategy, plus per (scenario, seed) the extra shadow
 oracles of the LiRA attack. Each trial carries its resolved run config (its scenario and the one strategy it
 trains) as TOML, so a worker needs no scenario or preset files, the unit it runs, and a fingerprint of both
-and the thread count, which tells a finished trial of this very request from a stale one."""
+and the thread count, which tells a finished trial of this very request from a stale one. A scenario grid
+(``--set``, :mod:`clu.grid`) makes each grid point a scenario of its own, with its resolved scenario (the set
+values and the grid point's name) in its trials' configs."""
 
 from __future__ import annotations
 
@@ -12,21 +14,23 @@ import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Sequence, get_args
 
-from clu.config import ConfigError
+from clu.cluster import check_cluster_access
+from clu.config import ConfigError, read_toml
+from clu.grid import Grid, GridScenario, Setting, expand, make_grid, parse_grid
 from clu.paths import resolve_scenario
 from clu.results import ORACLE, TWIN, UnitSpec, safe_label
-from clu.runconfig import Device, RunConfig, check_device, check_setting
+from clu.runconfig import Device, RunConfig, check_device, check_setting, resolve_in_family
 from clu.runner import plan_units
 from clu.scenario import ScenarioSpec, load_scenario
 from clu.specs import EvaluationSpec
-from clu.strategies import StrategyChoice, resolve_strategy
+from clu.strategies import StrategyChoice
 
-Executor = Literal["ray", "serial"]
+Executor = Literal["auto", "ray", "serial"]
 DONE = "done.json"
 """A trial folder's marker, written last: the trial finished (with this fingerprint)."""
-_SAFE_NAME = re.compile(r"[A-Za-z0-9._+-]+")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9._+=-]+")
 
 
 @dataclass(frozen=True)
@@ -38,15 +42,24 @@ class SweepRequest:
     strategies: tuple[str, ...]
     """Strategy names or preset files (the oracle is added)."""
     seeds: tuple[int, ...] = (0,)
-    executor: Executor = "ray"
+    executor: Executor = "auto"
+    """``ray``, ``serial`` (in this process), or ``auto``: serial below the measured break-even size
+    (:func:`clu.sweeps.pack.choose_executor`), else Ray."""
     address: str | None = None
     """An existing Ray cluster (``auto``, ``HOST:PORT``, ``ray://...``); None starts a local instance."""
+    insecure: bool = False
+    """Allow a non-loopback ``address`` without Ray token authentication (:func:`clu.cluster.check_cluster_access`)."""
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     retries: int = 1
     """Retries of a failing trial before it is reported."""
     resume: bool = False
-    """Run only the trials not finished in ``out``."""
+    """Run only the trials not finished in ``out``; the request must be the one its ``sweep.json`` records (the
+    first difference is an error), so a sweep's tables are never rewritten for another request."""
+    extend: bool = False
+    """Continue ``out`` for a changed request (strategies, seeds, scenarios or configs added or changed): its
+    finished trials of the same fingerprint are reused, the others run, and the tables are written for this
+    request (``make results`` after a manifest entry changed)."""
     out: Path | None = None
     """The sweep folder (default ``./runs/sweep-<time>``)."""
     device: Device = "cpu"
@@ -59,6 +72,15 @@ class SweepRequest:
     split: Literal["test", "validation"] | None = None
     """The held-out split TA, MIA and LiRA use (``[evaluation] split``); None takes each scenario's. ``clu tune``
     sets ``validation``. It is part of each trial's resolved config, hence of its fingerprint."""
+    grid: tuple[str, ...] = ()
+    """Scenario grid: ``--set KEY=V1,V2,...`` arguments (:mod:`clu.grid`); each value of each scenario field
+    makes a scenario of its own, several settings their cartesian product."""
+    relearn_fraction: float | None = None
+    """The relearning attack's part of D_U* (``[evaluation] relearn_fraction``; 0 = off); None takes each
+    scenario's. It is part of each trial's resolved config, hence of its fingerprint."""
+    log: tuple[str, ...] = ()
+    """Trackers every trial publishes to (``clu.trackers.TRACKERS``; files under the trial folder). A Ray trial
+    reports its per-event measurements to Tune in any case."""
     fail_trials: str | None = None
     """Tests only: ``"scenario/label/seed[/r<k>][:n],..."`` — these trials raise at their start (every attempt, or
     the first ``n`` attempts only). Passed to the workers with the trials; recorded in sweep.json when set."""
@@ -155,6 +177,8 @@ class SweepPlan:
     evaluation: dict[str, EvaluationSpec] = field(default_factory=dict)
     """Scenario name → its evaluation settings, ``shadows`` and ``split`` resolved (the request's or the
     scenario's)."""
+    grid: Grid | None = None
+    """The scenario grid (``--set``): its axes and which base scenario and values each grid point has."""
 
 
 def local_cpus() -> int:
@@ -163,8 +187,8 @@ def local_cpus() -> int:
 
 def _check_name(kind: str, name: str, key: str) -> None:
     if not _SAFE_NAME.fullmatch(name):
-        raise ConfigError(f"{kind} name {name!r} must be letters, digits, '.', '_', '+' or '-' (it names a folder)",
-                          key=key)
+        raise ConfigError(f"{kind} name {name!r} must be letters, digits, '.', '_', '+', '=' or '-' "
+                          "(it names a folder)", key=key)
 
 
 def check_request(req: SweepRequest) -> None:
@@ -176,7 +200,7 @@ def check_request(req: SweepRequest) -> None:
     if not req.seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in req.seeds):
         raise ConfigError(f"seeds must be whole numbers >= 0, got {req.seeds!r}", key="--seeds")
     if req.executor not in get_args(Executor):
-        raise ConfigError(f"{req.executor!r} is not allowed; choose ray or serial", key="--executor")
+        raise ConfigError(f"{req.executor!r} is not allowed; choose auto, ray or serial", key="--executor")
     if not req.cpus_per_trial > 0:
         raise ConfigError(f"must be > 0, got {req.cpus_per_trial}", key="--cpus-per-trial")
     if req.gpus_per_trial < 0:
@@ -188,15 +212,24 @@ def check_request(req: SweepRequest) -> None:
         raise ConfigError(f"must be a whole number >= 0, got {req.shadows!r}", key="--shadows")
     if req.split is not None and req.split not in ("test", "validation"):
         raise ConfigError(f"{req.split!r} is not allowed; choose test or validation", key="split")
+    if isinstance(req.grid, str) or not all(isinstance(g, str) for g in req.grid):
+        raise ConfigError(f"give the grid as a sequence of 'KEY=V1,V2' texts, got {req.grid!r}", key="--set")
+    if req.relearn_fraction is not None and (isinstance(req.relearn_fraction, bool)
+                                             or not isinstance(req.relearn_fraction, (int, float))
+                                             or not 0 <= req.relearn_fraction < 1):
+        raise ConfigError(f"must be in [0, 1) (0 = no relearning attack), got {req.relearn_fraction!r}",
+                          key="--relearn-fraction")
     if req.retries < 0:
         raise ConfigError(f"must be >= 0, got {req.retries}", key="--retries")
+    if req.resume and req.extend:
+        raise ConfigError("give --resume (the same request) or --extend (a changed one), not both", key="--extend")
     check_device(req.device, "--device")
     if req.device == "cuda" and req.executor == "ray" and req.gpus_per_trial <= 0:
         raise ConfigError("--device cuda on Ray needs --gpus-per-trial > 0 (a trial sees only the GPUs it asked for)",
                           key="--gpus-per-trial")
-    if req.address is not None and req.executor != "ray":
+    if req.address is not None and req.executor == "serial":
         raise ConfigError("--address needs the ray executor", key="--address")
-    if req.executor == "ray" and req.address is None and req.cpus_per_trial > local_cpus():
+    if req.executor != "serial" and req.address is None and req.cpus_per_trial > local_cpus():
         raise ConfigError(f"{req.cpus_per_trial} CPUs per trial, but this machine has {local_cpus()}",
                           key="--cpus-per-trial")
 
@@ -204,31 +237,29 @@ def check_request(req: SweepRequest) -> None:
 def plan_sweep(req: SweepRequest) -> SweepPlan:
     """Resolve and validate scenarios and strategies; the full trial list of the sweep."""
     check_request(req)
+    check_cluster_access(req.address, req.insecure)  # the API is guarded like the command line
+    settings = parse_grid(req.grid)
     specs, sources = [], {}
-    for s in dict.fromkeys(req.scenarios):
-        path = resolve_scenario(s)
-        spec = load_scenario(path)
+    scenarios, points = _scenarios(req.scenarios, settings)
+    for path, spec in scenarios:
         if req.split is not None:  # in the trials' resolved configs, so in their fingerprints
             spec = replace(spec, evaluation=replace(spec.evaluation, split=req.split))
+        if req.relearn_fraction is not None:
+            spec = replace(spec, evaluation=replace(spec.evaluation, relearn_fraction=float(req.relearn_fraction)))
         _check_name("scenario", spec.name, "scenarios")
         if spec.name in sources:
             raise ConfigError(f"two scenario files are both named {spec.name!r} ({sources[spec.name]} and {path}); "
                               "rename one (name = ...)", file=path, key="name")
         sources[spec.name] = str(path.resolve())
         specs.append(spec)
-    choices = [resolve_strategy(ORACLE)]
-    for s in req.strategies:
-        c = resolve_strategy(s)
-        if c.name == ORACLE and c.label == ORACLE:
-            continue  # the oracle always runs, once per (scenario, seed)
-        _check_name("strategy", c.label, "--strategies")
-        if c.label in {x.label for x in choices}:
-            raise ConfigError(f"strategy {c.label!r} given twice; give each a distinct label", key="--strategies")
-        choices.append(c)
-    if len(choices) == 1:
-        raise ConfigError(f"give at least one strategy besides the oracle {ORACLE}", key="--strategies")
+    by_scenario = {spec.name: _choices(req.strategies, spec) for spec in specs}
+    choices = next(iter(by_scenario.values()))
     for spec in specs:
-        check_setting(choices, spec, "--strategies")
+        labels = [c.label for c in by_scenario[spec.name]]
+        if labels != [c.label for c in choices]:
+            raise ConfigError(f"the strategies resolve to other labels in {spec.name} ({', '.join(labels)}) than in "
+                              f"{specs[0].name} ({', '.join(c.label for c in choices)}); give each preset one label",
+                              key="--strategies")
 
     seeds = tuple(dict.fromkeys(req.seeds))
     trials: list[Trial] = []
@@ -237,10 +268,11 @@ def plan_sweep(req: SweepRequest) -> SweepPlan:
         k = spec.evaluation.shadows if req.shadows is None else req.shadows
         evaluation[spec.name] = replace(spec.evaluation, shadows=k)
         for seed in seeds:
-            config = RunConfig(spec, tuple(choices), seed, req.device, req.replicas, k)
-            by_label = {c.label: c for c in choices}
+            mine = by_scenario[spec.name]
+            config = RunConfig(spec, tuple(mine), seed, req.device, req.replicas, k)
+            by_label = {c.label: c for c in mine}
             for unit in plan_units(config):
-                choice = by_label[unit.label] if unit.role == "strategy" else choices[0]
+                choice = by_label[unit.label] if unit.role == "strategy" else mine[0]
                 trials.append(_trial(spec, choice, seed, unit, req))
     folders: dict[Path, str] = {}
     for t in trials:
@@ -253,7 +285,45 @@ def plan_sweep(req: SweepRequest) -> SweepPlan:
     order = {(s.name, lab): i for i, (s, lab) in enumerate((s, lab) for s in specs for lab in labels)}
     trials.sort(key=lambda t: (group[t.unit.role], order[(t.scenario, t.strategy)], t.seed, t.replica))
     reported = (choices[0].label, TWIN, *(c.label for c in choices[1:]))
-    return SweepPlan(tuple(s.name for s in specs), reported, seeds, tuple(trials), sources, req.replicas, evaluation)
+    grid = make_grid(settings, points) if settings else None
+    return SweepPlan(tuple(s.name for s in specs), reported, seeds, tuple(trials), sources, req.replicas, evaluation,
+                     grid)
+
+
+def _choices(strategies: Sequence[str], spec: ScenarioSpec) -> list[StrategyChoice]:
+    """The oracle, then the strategies, resolved in the scenario's preset family (``[training] presets``), as
+    ``clu run`` resolves them (:func:`clu.runconfig.resolve_in_family`)."""
+    family = spec.training.presets
+    choices = [resolve_in_family(ORACLE, family)]
+    for s in strategies:
+        c = resolve_in_family(s, family)
+        if c.name == ORACLE and c.label == ORACLE:
+            continue  # the oracle always runs, once per (scenario, seed)
+        _check_name("strategy", c.label, "--strategies")
+        if c.label in {x.label for x in choices}:
+            raise ConfigError(f"strategy {c.label!r} given twice; give each a distinct label", key="--strategies")
+        choices.append(c)
+    if len(choices) == 1:
+        raise ConfigError(f"give at least one strategy besides the oracle {ORACLE}", key="--strategies")
+    check_setting(choices, spec, "--strategies")
+    return choices
+
+
+def _scenarios(names: Sequence[str], settings: Sequence[Setting]
+               ) -> tuple[list[tuple[Path, ScenarioSpec]], list[GridScenario]]:
+    """(file, scenario) of every scenario of the sweep — the files given, or with a grid each file's grid
+    points — and the grid points."""
+    out: list[tuple[Path, ScenarioSpec]] = []
+    points: list[GridScenario] = []
+    for s in dict.fromkeys(names):
+        path = resolve_scenario(s)
+        if not settings:
+            out.append((path, load_scenario(path)))
+            continue
+        grid = expand(read_toml(path), str(path), settings)
+        points += grid
+        out += [(path, g.spec) for g in grid]
+    return out, points
 
 
 def _trial(spec: ScenarioSpec, choice: StrategyChoice, seed: int, unit: UnitSpec, req: SweepRequest) -> Trial:

@@ -4,6 +4,7 @@ write ``sweep_summary.json`` and report failures by name."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import sys
 import time
@@ -18,6 +19,7 @@ from clu.sweeps.aggregate import aggregate
 from clu.sweeps.executors import run_ray, run_serial
 from clu.sweeps.plan import SweepPlan, SweepRequest, plan_sweep, read_done
 from clu.sweeps.progress import Progress
+from clu.trackers import check_log
 
 
 @dataclass
@@ -37,18 +39,21 @@ class SweepResult:
 
 def prepare_sweep_out(req: SweepRequest, stamp: str) -> Path:
     """The sweep folder (absolute: Tune changes folders): new and empty, or, resuming, one with sweep.json."""
+    flag = "--extend" if req.extend else "--resume"
     if req.out is None:
-        if req.resume:
-            raise ConfigError("--resume continues a sweep folder: give it with --out", key="--resume")
+        if req.resume or req.extend:
+            raise ConfigError(f"{flag} continues a sweep folder: give it with --out", key=flag)
         out = default_runs_dir() / f"sweep-{stamp}"
     else:
         out = Path(req.out)
     out = out.expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise ConfigError("--out exists and is not a folder", file=out)
-    if req.resume:
+    if req.resume or req.extend:
+        if not out.is_dir():
+            raise ConfigError(f"nothing to {flag[2:]}: the folder does not exist", file=out)
         if not (out / "sweep.json").is_file():
-            raise ConfigError("nothing to resume: no sweep.json in this folder", file=out)
+            raise ConfigError(f"nothing to {flag[2:]}: no sweep.json in this folder (not a sweep folder)", file=out)
     elif out.is_dir() and any(out.iterdir()):
         raise ConfigError("--out is not empty; choose a new folder (or --resume it)", file=out)
     try:
@@ -70,8 +75,57 @@ def _request_record(req: SweepRequest, plan: SweepPlan) -> dict[str, Any]:
         "address": req.address,
         "cpus_per_trial": req.cpus_per_trial, "gpus_per_trial": req.gpus_per_trial, "retries": req.retries,
         "device": req.device, "threads": req.threads, "trials": len(plan.trials),
+        **({"grid": {"set": list(req.grid), **plan.grid.record()}} if plan.grid else {}),
         **({"test_fail_hook": req.fail_trials} if req.fail_trials else {}),
+        "fingerprints": {t.id: t.fingerprint for t in plan.trials},
     }
+
+
+_COMPARED = (("scenarios", "scenarios"), ("strategies", "--strategies"), ("seeds", "--seeds"),
+             ("replicas", "--replicas"), ("shadows", "--shadows"), ("split", "split"), ("grid", "--set"),
+             ("device", "--device"), ("threads", "--cpus-per-trial"))
+"""What makes a sweep's tables (sweep.json key, the argument that sets it); executor, address, retries and
+GPUs per trial may change between a run and its resume."""
+
+
+def check_same_request(new: dict[str, Any], old: dict[str, Any], where: Path) -> None:
+    """``--resume``: the request recorded in ``where`` (sweep.json) decides; the first difference is an error.
+
+    Keys an older sweep.json lacks are not compared. Last come the trials' fingerprints: the same arguments
+    with an edited scenario file or preset (or another ``--relearn-fraction``) are another request too."""
+
+    def grid(record: dict[str, Any]) -> list[str]:
+        return list(record.get("grid", {}).get("set", []))
+
+    hint = ("its sweep.json decides; give the same arguments, a new --out, or --extend to reuse its finished "
+            "trials for the new request and rewrite its tables")
+    for key, arg in _COMPARED:
+        if key not in old and key != "grid":
+            continue
+        a, b = (grid(new), grid(old)) if key == "grid" else (new.get(key), old[key])
+        if a != b:
+            raise ConfigError(f"the request differs from the sweep being resumed: {arg} {_shown(a)}, the sweep has "
+                              f"{_shown(b)} ({hint})", file=where)
+    theirs = old.get("fingerprints")
+    if theirs is None:
+        return
+    for tid, fp in new["fingerprints"].items():
+        if theirs.get(tid) != fp:
+            why = "is not in it" if tid not in theirs else "has another resolved config (a scenario file or preset changed)"
+            raise ConfigError(f"the request differs from the sweep being resumed: trial {tid} {why} ({hint})",
+                              file=where)
+    extra = sorted(set(theirs) - set(new["fingerprints"]))
+    if extra:
+        raise ConfigError(f"the request differs from the sweep being resumed: it lacks trial {extra[0]} ({hint})",
+                          file=where)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items())
+    return str(value)
 
 
 def run_sweep(req: SweepRequest) -> SweepResult:
@@ -79,9 +133,17 @@ def run_sweep(req: SweepRequest) -> SweepResult:
     t0 = time.perf_counter()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     plan = plan_sweep(req)
+    check_log(req.log)
     out = prepare_sweep_out(req, stamp)
-    settings = {"threads": req.threads, "out": str(out), "fail": req.fail_trials}
+    settings = {"threads": req.threads, "out": str(out), "fail": req.fail_trials, "log": list(req.log)}
     request = _request_record(req, plan)
+    if req.resume:
+        try:
+            recorded = json.loads((out / "sweep.json").read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot read sweep.json ({e}); nothing to compare the request with",
+                              file=out / "sweep.json") from None
+        check_same_request(request, recorded, out / "sweep.json")
     write_json(out / "sweep.json", request)
 
     done_before = [t for t in plan.trials if read_done(t.folder(out), t.fingerprint) is not None]
@@ -90,6 +152,9 @@ def run_sweep(req: SweepRequest) -> SweepResult:
     n_or = sum(t.unit.role != "strategy" for t in plan.trials)
     where = f"Ray at {req.address}" if req.address else ("local Ray" if req.executor == "ray" else "serially")
     reps = f" × {plan.replicas} replicas" if plan.replicas > 1 else ""
+    if plan.grid:
+        say(f"clu sweep: grid {' × '.join(f'{k} ({len(v)})' for k, v in plan.grid.axes)}: "
+            f"{len(plan.scenarios)} scenario(s)")
     say(f"clu sweep: {len(plan.scenarios)} scenario(s) × {len(plan.strategies) - 2} strategy(ies) × "
         f"{len(plan.seeds)} seed(s){reps} + {n_or} oracle/twin/shadow run(s) = {len(plan.trials)} trials, "
         f"{where}; out {out}")
@@ -105,7 +170,7 @@ def run_sweep(req: SweepRequest) -> SweepResult:
             ray_tmp = run_ray(todo, out, settings, req, stamp, progress)
     except KeyboardInterrupt:
         print(f"clu sweep: interrupted; {len(progress.outcomes)} of {len(todo)} trials ended. Continue with the same "
-              f"command plus --resume --out {out}", file=sys.stderr)
+              f"arguments plus --resume --out {out}", file=sys.stderr)
         raise
     for t in todo:  # anything the executor never reported
         if t.id not in progress.outcomes and read_done(t.folder(out), t.fingerprint) is None:
@@ -119,7 +184,7 @@ def run_sweep(req: SweepRequest) -> SweepResult:
     if ray_tmp is not None and not failed:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     summary = {
-        **request,
+        **{k: v for k, v in request.items() if k != "fingerprints"},
         "finished": len(agg["finished"]),
         "ran": [t.id for t in todo if t.id in progress.outcomes and progress.outcomes[t.id].ok],
         "skipped": [t.id for t in done_before],
@@ -160,6 +225,6 @@ def sweep(
     """The Python API: ``clu.sweep(["digits-class"], ["ugclu", "er"], range(5), executor="serial")``.
 
     ``options`` are the other :class:`SweepRequest` fields (executor, address, cpus_per_trial, gpus_per_trial,
-    retries, resume, out, device, progress, replicas, shadows).
+    retries, resume, out, device, progress, replicas, shadows, grid: ``("training.epochs=3,15", ...)``).
     """
     return run_sweep(SweepRequest(tuple(scenarios), tuple(strategies), tuple(seeds), **options))

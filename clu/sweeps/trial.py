@@ -1,7 +1,11 @@
 """One trial in its worker: run its one unit into its folder, then write the ``done.json`` marker.
 
 The worker function of both executors. Ray workers import this module (and with it torch and Avalanche)
-once per actor; the trials they run after the first pay no import cost.
+once per actor; the trials they run after the first pay no import cost. The Ray executor hands a worker a
+**pack** of trials (:mod:`clu.sweeps.pack`), which :func:`run_pack` runs one after the other with the serial
+executor's retries, telling the driver about each attempt as it ends. In a Ray Tune trial every per-event
+measurement is also reported to Tune as it is known (:class:`clu.trackers.TuneTracker`: one ``tune.report`` per
+event, then the joined values), before the executor's closing report; ``settings["log"]`` adds trackers.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from threadpoolctl import threadpool_limits
@@ -21,7 +25,8 @@ from threadpoolctl import threadpool_limits
 from clu.results import UnitSpec, write_atomic, write_json
 from clu.runconfig import run_config_from_toml
 from clu.runner import run
-from clu.sweeps.plan import DONE
+from clu.sweeps.plan import DONE, read_done
+from clu.trackers import TuneTracker, in_tune_session
 
 
 def run_trial(spec: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
@@ -46,6 +51,37 @@ def run_trial(spec: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
         raise
 
 
+def run_pack(pack: dict[str, Any], settings: dict[str, Any], tell: Callable[[dict[str, Any]], None]) -> list[dict]:
+    """Run a pack's trials (:meth:`clu.sweeps.pack.Pack.spec`) one after the other; returns the events told.
+
+    A trial already finished with its fingerprint (by an earlier attempt of this pack, whose worker died) is
+    skipped. A trial that raises is retried ``settings["retries"]`` times, as :func:`clu.sweeps.executors.run_serial`
+    does, and the pack goes on with the next one. ``tell`` gets one event per ended attempt:
+    ``{"event": "finished", "trial": id, "done": done.json}``, ``{"event": "retry" | "failed", "trial": id,
+    "error": message}``.
+    """
+    retries = int(settings.get("retries", 0))
+    told: list[dict[str, Any]] = []
+
+    def say(event: dict[str, Any]) -> None:
+        told.append(event)
+        tell(event)
+
+    for spec in pack["units"]:
+        if read_done(Path(spec["dir"]), spec["fingerprint"]) is not None:
+            continue
+        for attempt in range(retries + 1):
+            try:
+                done = run_trial(spec, settings)
+            except Exception as e:  # noqa: BLE001 - any trial error is retried, then reported
+                kind = "retry" if attempt < retries else "failed"
+                say({"event": kind, "trial": spec["id"], "error": f"{type(e).__name__}: {e}"})
+            else:
+                say({"event": "finished", "trial": spec["id"], "done": done})
+                break
+    return told
+
+
 def _run(spec: dict[str, Any], settings: dict[str, Any], folder: Path, t0: float) -> dict[str, Any]:
     threads = int(settings["threads"])
     config = run_config_from_toml(spec["config_toml"], f"trial {spec['id']}")
@@ -53,11 +89,12 @@ def _run(spec: dict[str, Any], settings: dict[str, Any], folder: Path, t0: float
     # a shadow unit is no reported row, so a run leaves it out of metrics.csv: its trial runs it as the folder's
     # oracle (it is one: a retrain), so that its records and margins are there to read back
     runs_as = replace(unit, role="oracle") if unit.role == "shadow" else unit
+    log = (*settings.get("log", ()), *([TuneTracker()] if in_tune_session() else []))
     before = torch.get_num_threads()
     try:
         with threadpool_limits(limits=threads):
             summary = run(config, folder, progress=False, checkpoints=False, make_plots=False, threads=threads,
-                          units=[runs_as])
+                          units=[runs_as], log=log)
     finally:
         torch.set_num_threads(before)
     entry = summary.data["strategies"][spec["strategy"]]
