@@ -78,7 +78,7 @@ def _step_calls(learner: str, order: str, monkeypatch, log: list | None = None) 
     steps = group_steps(events_for(spec, spec.seed))
     assert [s.kind for s in steps] == ["learn", "learn", "learn+class", "class"]
     strategy = build_strategy(StrategyChoice("ugclu", "ugclu", strategy_config(
-        "ugclu", {"learner": learner, "order": order, "unlearn_iters": 10})), spec, DATA, spec.seed, CPU)
+        "ugclu", {"learner": learner, "order": order, "unlearn_iters": 10, "forget_freq": 5})), spec, DATA, spec.seed, CPU)
     calls: list[tuple[str, str, float]] = []
     alone = [False]
     step, forget = strategy.step, strategy.forget
@@ -123,7 +123,7 @@ def test_an_attached_request_gets_the_unlearn_only_forget_steps_spread_over_the_
 
     log: list = []
     _step_calls("fast_slow", "fast_slow", monkeypatch, log)
-    cfg = strategy_config("ugclu", {"unlearn_iters": 10})
+    cfg = strategy_config("ugclu", {"unlearn_iters": 10, "forget_freq": 5})  # as _step_calls builds it
     total = len(log)
     expected = [t for t in range(total) if attached_coefficient(cfg, t, total) > 0]
     assert [t for phase, t, *_ in log if phase == "attached"] == expected == [0, total // 2]

@@ -144,13 +144,16 @@ def test_grid_sweep_outputs(serial: tuple[Path, Path]) -> None:
     assert len(small) == len(large) == 3 and 3.8 < large[0] / small[0] < 4.2, sizes
 
 
-def test_resume_treats_the_grid_as_part_of_the_request(serial: tuple[Path, Path], tmp_path: Path) -> None:
-    """The same grid again: nothing reruns; one more value: only its trials run, the others keep their numbers."""
+def test_extend_treats_the_grid_as_part_of_the_request(serial: tuple[Path, Path], tmp_path: Path) -> None:
+    """One more grid value with --extend: only its trials run, the others keep their numbers (--resume refuses
+    a changed grid: it is another request)."""
     out = tmp_path / "sweep"
     shutil.copytree(serial[0], out)
     more = GRID.replace("0.05,", "0.05,0.1,")
-    code, _, stderr = _cli([str(serial[1]), *ARGS[:-1], more, "--executor", "serial", "--out", str(out),
-                            "--resume"])
+    args = [str(serial[1]), *ARGS[:-1], more, "--executor", "serial", "--out", str(out)]
+    code, _, stderr = _cli([*args, "--resume"])
+    assert code == 2 and "the request differs" in stderr, stderr
+    code, _, stderr = _cli([*args, "--extend"])
     assert code == 0, stderr
     summary = json.loads((out / "sweep_summary.json").read_text())
     assert len(summary["skipped"]) == 12 and sorted(summary["ran"]) == sorted(
