@@ -156,6 +156,8 @@ def test_packed_ray_sweep_equals_serial_with_per_trial_retries(tmp_path: Path,
     tune_dirs = sorted(p.name for p in next((tmp_path / "ray" / "tune").iterdir()).iterdir() if p.is_dir())
     assert tune_dirs == ["tiny_0_pack-1", "tiny_1_pack-1"]  # one Tune trial per (scenario, seed)
     def strip(entries):  # the trial folders differ by --out only
+        if not isinstance(entries, list):
+            return entries
         return [{k: v for k, v in e.items() if k != "folder"} if isinstance(e, dict) else e for e in entries]
 
     for key in ("failed", "retried", "finished", "missing"):
