@@ -59,7 +59,8 @@ def test_manifest_is_the_leads_table_list() -> None:
         "digits-class", "digits-cross-task", "digits-random-sample", "mnist5k-class", "mnist5k-cross-task",
         "mnist5k-random-sample", "digits-task-aware", "mnist5k-task-aware", "ablations", "lira-digits",
         "klom16-digits-random-sample", "digits-attached", "digits-detached", "mnist5k-attached", "mnist5k-detached",
-        "ablations-attached"]
+        "ablations-attached", "mnist5k-atypical", "mnist5k-concentrated", "synthetic-many-requests",
+        "digits-request-size", "mnist5k-memorise"]
     ablations = {str(p.relative_to(ROOT)) for p in (ROOT / "strategies" / "ablations").glob("*.toml")}
     attached_only = {"strategies/ablations/ugclu-attach-every-iteration.toml"}  # acts on attached requests only
     assert ablations - attached_only <= set(MANIFEST.tables["ablations"].strategies)
