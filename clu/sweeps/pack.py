@@ -20,7 +20,7 @@ from clu.sweeps.plan import Trial
 PACKS_PER_SLOT = 8
 """Tune trials per parallel slot a sweep is cut into (at least): the last pack to start leaves at most about
 1/8 of a slot's share idle on the other slots."""
-BREAK_EVEN_TRIALS = 40
+BREAK_EVEN_TRIALS = 34
 """Below this many trials to run, ``--executor auto`` runs a sweep in-process: Ray's fixed cost (import,
 ``ray.init``, each worker's torch and Avalanche import) outweighs what the second slot saves. Measured by
 ``bench/sweep_scaling.py`` on 2 cores (bench/RESULTS.md, "break-even")."""
