@@ -55,7 +55,19 @@ def run_once(folder: Path) -> dict[str, Any]:
     summary = json.loads((out / "summary.json").read_text())
     strat = {k: v.get("time_s") or 0.0 for k, v in summary["strategies"].items()}
     return {"wall": wall, "maxrss_mib": usage.ru_maxrss / 1024, "cpu": usage.ru_utime + usage.ru_stime,
-            "strategies": strat, "scenario": summary.get("scenario"), "load": C.load1()}
+            "strategies": strat, "scenario": summary.get("scenario"), "load": C.load1(), "disk": disk(out)}
+
+
+def disk(run: Path) -> dict[str, float]:
+    """The run folder's size in MiB under each ``--checkpoints`` policy, read off one ``all`` run: ``last``
+    keeps each unit's newest checkpoint file of the same content, ``none`` none of them."""
+    files = [f for f in run.rglob("*") if f.is_file()]
+    ckpts = [f for f in files if f.suffix == ".pt" and "checkpoints" in f.relative_to(run).parts]
+    newest = {f.parent: f for f in sorted(ckpts)}.values()
+    rest = sum(f.stat().st_size for f in files if f not in ckpts)
+    mib = 1024 * 1024
+    return {"all": (rest + sum(f.stat().st_size for f in ckpts)) / mib,
+            "last": (rest + sum(f.stat().st_size for f in newest)) / mib, "none": rest / mib}
 
 
 def import_time() -> float:
@@ -86,6 +98,9 @@ def render(runs: list[dict[str, Any]], imports: float, elapsed: float) -> str:
         + (f" (median of {len(runs)})" if len(runs) > 1 else "")
         + f" — target ≤ {TARGET:.0f} s: {C.verdict(wall <= TARGET)}"
         + ("" if wall <= TARGET else f" (over by {wall - TARGET:.1f} s)") + f"; peak memory {rss:.0f} MiB.",
+        "- Disk: the run folder holds "
+        + ", ".join(f"{v:.1f} MiB with `--checkpoints {k}`" for k, v in r0["disk"].items())
+        + " (`last` and `none` read off the same folder: its newest checkpoint per unit, none).",
         f"- Split: learn/unlearn {train:.1f} s (slowest: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in slowest)
         + f"), imports ~{imports:.1f} s, the remaining ~{max(wall - train - imports, 0):.1f} s data loading, "

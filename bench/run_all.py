@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-BENCHES = ("unlearn_cost", "overhead", "sweep_scaling", "default_run")
+BENCHES = ("unlearn_cost", "overhead", "sweep_scaling", "default_run", "cli_latency")
 
 
 def run_bench(name: str, folder: Path, quick: bool) -> tuple[str, list[dict[str, object]], float, str | None]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 __version__ = "0.1.0"  # first: clu.runconfig stamps run configs with it
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from clu.config import ConfigError
 from clu.events import Event, LearnTask, Step, UnlearnRequest
@@ -30,13 +30,15 @@ def run(
     resume: bool = False,
     progress: bool = False,
     plugins: Sequence[BasePlugin] = (),
-    checkpoints: bool = True,
+    checkpoints: Literal["all", "last", "none"] = "all",
     make_plots: bool = True,
     threads: int = 1,
     log: Sequence[Any] = (),
 ) -> Summary:
     """Run every strategy of ``config`` (from :func:`resolve_config`) on its scenario and seed, the oracle
     first; write the results folder ``out`` (default ``./runs/<scenario>-<time>``); return the summary.
+    ``checkpoints``: keep every event's checkpoint (``all``: what ``clu audit`` scans), each unit's latest
+    (``last``: enough to resume) or none.
     ``log``: trackers that get every per-event measurement (``"tensorboard"``, ``"csv"``, ``"wandb"``, or
     :class:`clu.trackers.Tracker` objects)."""
     from clu.runner import run as _run  # deferred: torch and Avalanche

@@ -36,6 +36,7 @@ import numpy as np
 from clu.config import ConfigError
 from clu.events import UnlearnRequest, from_json, steps
 from clu.checkpoints import load_checkpoint
+from clu.results import read_checkpoint_policy
 
 EXEMPT = frozenset({"events.jsonl", "metrics.csv"})
 """Top-level files that may name forgotten ids: the requests themselves and the metrics."""
@@ -97,7 +98,8 @@ class AuditReport:
                 lines.append(f"FAIL: {f.file}: {f.where + ': ' if f.where else ''}{f.message}")
         if self.ok:
             lines.append(
-                f"audit: ok - no forgotten id in any checkpoint or artefact; summary.json reports the final FA "
+                f"audit: ok - no forgotten id in the {self.checkpoints} checkpoint(s) kept or any artefact; "
+                f"summary.json reports the final FA "
                 f"of all {self.strategies} strateg{'y' if self.strategies == 1 else 'ies'} (where data was forgotten)"
             )
         else:
@@ -356,7 +358,22 @@ def audit_run(run_dir: str | Path) -> AuditReport:
         else:
             _scan_file(report, run_dir, path, tl)
     _check_fa(report, run_dir, tl)
+    coverage = _checkpoint_coverage(run_dir, report.checkpoints)
+    if coverage:
+        report.notes.append(coverage)
     return report
+
+
+def _checkpoint_coverage(run_dir: Path, scanned: int) -> str | None:
+    """What the audit could not check because the run kept fewer checkpoints (``--checkpoints``)."""
+    policy = read_checkpoint_policy(run_dir)
+    if policy == "none" or (policy is None and scanned == 0):
+        return ("no checkpoints were kept (--checkpoints none): the models' states after each event could not be "
+                "checked, only the result files")
+    if policy == "last":
+        return ("only each unit's last checkpoint was kept (--checkpoints last): the states after earlier events "
+                "could not be checked")
+    return None
 
 
 __all__ = ["AuditReport", "Finding", "audit_run", "stored_ids"]

@@ -14,14 +14,15 @@ from dataclasses import replace
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from clu.audit import audit_run
+from clu.checkpoints import POLICIES
 from clu.config import ConfigError, dump_toml, to_dict
 from clu.events import LearnTask, to_json
 from clu.paths import DEFAULT_SCENARIO, SCENARIO_DIR, resolve_scenario
 from clu.report import report, run_table, write_report
-from clu.results import check_out
+from clu.results import check_out, read_checkpoint_policy
 from clu.runconfig import RunConfig, load_run_config, resolve_config
 from clu.scenario import events_for, load_scenario
 from clu.strategies import STRATEGIES, resolve_strategy
@@ -52,6 +53,8 @@ def _seed_range(text: str) -> tuple[int, ...]:
         seeds: list[int] = []
         for part in text.split(","):
             lo, _, hi = part.partition("-")
+            if hi and int(hi) < int(lo):
+                raise argparse.ArgumentTypeError(f"{part} is a reversed range; write {hi}-{lo}")
             seeds += range(int(lo), int(hi) + 1) if hi else [int(lo)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"seeds must look like 0-4 or 0,2,5, got {text!r}") from None
@@ -90,8 +93,17 @@ _RELEARN_HELP = ("part of D_U* the relearning attack fine-tunes a throw-away cop
                  "scenario's [evaluation] relearn_fraction, 0.1 when absent)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with our error format: one ``clu: error:`` line naming the command, not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("clu").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"clu: error: {where}{message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="clu", description="Simulate continual learning-unlearning (clu-sim).")
+    p = _Parser(prog="clu", description="Simulate continual learning-unlearning (clu-sim).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("scenarios", help="list the scenario files with their descriptions")
@@ -119,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shadows", type=_count(0), default=None, metavar="K",
                    help="shadow oracles of the membership attack (default: the scenario's [evaluation] shadows)")
     s.add_argument("--relearn-fraction", type=_relearn_fraction, default=None, metavar="F", help=_RELEARN_HELP)
+    s.add_argument("--checkpoints", choices=POLICIES, default=None,
+                   help="per-event checkpoints kept: all (default; what clu audit scans), last (each unit's latest: "
+                        "enough for --resume) or none")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--amp", action="store_true", default=None,
                    help="forward passes under bf16 autocast (for GPUs; CPU runs support it too)")
@@ -163,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a scenario field as a grid axis, one scenario per value, e.g. training.epochs=3,15 or "
                         "schedule.rules[0].fraction=0.05,0.1; repeat for the cartesian product")
     s.add_argument("--relearn-fraction", type=_relearn_fraction, default=None, metavar="F", help=_RELEARN_HELP)
+    s.add_argument("--checkpoints", choices=POLICIES, default="none",
+                   help="per-event checkpoints each trial folder keeps: none (default; a failed trial reruns from "
+                        "its start), last or all (for clu audit on the trial folders)")
 
     s = sub.add_parser("tune", help="search a strategy's unlearning settings on tuning seeds (validation split)")
     s.add_argument("space", metavar="SPACE_FILE",
@@ -257,6 +275,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     strategies = tuple(args.strategy or ())
     if args.resume is not None:
         cfg_path = args.resume / "config.toml"
+        if not args.resume.is_dir():
+            raise ConfigError("nothing to resume: no such folder", file=args.resume)
         if not cfg_path.is_file():
             raise ConfigError("nothing to resume: no config.toml in this folder", file=args.resume)
         if args.out is not None and args.out.resolve() != args.resume.resolve():
@@ -268,6 +288,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.relearn_fraction is not None and args.relearn_fraction != ran:
             raise ConfigError(f"--relearn-fraction {args.relearn_fraction}: the run being resumed has {ran} (its "
                               "config.toml decides)", file=cfg_path)
+        recorded = read_checkpoint_policy(args.resume) or "all"
+        if args.checkpoints is not None and args.checkpoints != recorded:
+            raise ConfigError(f"--checkpoints {args.checkpoints}: the run being resumed keeps {recorded} (its "
+                              "units.json decides)", file=args.resume)
+        checkpoints = recorded
         if args.amp and not config.amp:
             raise ConfigError("--amp: the run being resumed runs without it (its config.toml decides)",
                               file=cfg_path)
@@ -286,6 +311,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             sys.stdout.write(config.to_toml(versions=False))
             return 0
         out = args.out
+        checkpoints = args.checkpoints or "all"
         check_log(args.log or ())
         if out is not None:
             check_out(out)
@@ -302,7 +328,8 @@ def cmd_run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     from clu.runner import run  # deferred: torch and Avalanche
 
-    summary = run(config, out, resume=args.resume is not None, progress=not args.quiet, log=tuple(args.log or ()))
+    summary = run(config, out, resume=args.resume is not None, progress=not args.quiet, log=tuple(args.log or ()),
+                  checkpoints=checkpoints)
     print(run_table(summary.data))
     print(f"\nresults: {summary.out}  ({time.perf_counter() - t0:.1f} s)")
     return 1 if summary.errors else 0
@@ -359,6 +386,8 @@ def _first_diff(a: Any, b: Any, key: str = "") -> tuple[str, Any, Any]:
 
 @command
 def cmd_plot(args: argparse.Namespace) -> int:
+    if not args.dir.is_dir():  # before matplotlib loads
+        raise ConfigError("no such results folder", file=args.dir)
     from clu.plots import plot_run  # deferred: matplotlib
 
     for p in plot_run(args.dir):
@@ -389,7 +418,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 @command
 def cmd_sweep(args: argparse.Namespace) -> int:
     check_cluster_access(args.address, args.insecure)  # before anything is written or started
-    from clu.sweeps import SweepRequest, run_sweep  # deferred: torch, Avalanche (and Ray for its executor)
+    from clu.sweeps.plan import SweepRequest, check_sweep_out, plan_sweep
 
     req = SweepRequest(
         scenarios=tuple(args.scenarios),
@@ -409,7 +438,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         grid=tuple(args.grid or ()),
         log=tuple(args.log or ()),
         relearn_fraction=args.relearn_fraction,
+        checkpoints=args.checkpoints,
     )
+    plan_sweep(req)  # validated before torch, Avalanche or Ray load: a typo's error comes at once
+    check_log(req.log)
+    check_sweep_out(req, "now")
+    from clu.sweeps.run import run_sweep
+
     result = run_sweep(req)
     print((result.out / "table.md").read_text())
     s = result.summary

@@ -162,19 +162,23 @@ OMIT_DEFAULT = {"omit_default": True}
 config keeps the written form (and a sweep trial's fingerprint) of every existing config unchanged."""
 
 
-def to_dict(obj: Any) -> Any:
+def to_dict(obj: Any, *, applicable: bool = False) -> Any:
     """A dataclass (nested) as plain dicts/lists, ready for TOML or JSON (``OMIT_DEFAULT`` fields at their
-    default left out)."""
+    default left out). ``applicable``: also leave out, while at their defaults, the fields that a dataclass's
+    ``unused_fields()`` names (e.g. the synthetic-only sizes of an mnist5k ``[data]``); :func:`from_dict`
+    still gives the same object back."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        unused = getattr(obj, "unused_fields", None)
+        skip = unused() if applicable and unused is not None else frozenset()
         return {
-            f.name: to_dict(getattr(obj, f.name))
+            f.name: to_dict(getattr(obj, f.name), applicable=applicable)
             for f in dataclasses.fields(obj)
-            if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)
+            if not ((f.metadata.get("omit_default") or f.name in skip) and getattr(obj, f.name) == f.default)
         }
     if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
+        return [to_dict(v, applicable=applicable) for v in obj]
     if isinstance(obj, Mapping):
-        return {k: to_dict(v) for k, v in obj.items()}
+        return {k: to_dict(v, applicable=applicable) for k, v in obj.items()}
     return obj
 
 

@@ -93,8 +93,19 @@ def check_out(path: Path, *, resume: bool = False) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise ConfigError(f"--out cannot be created: {parent} is not a folder", file=path)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out is not writable (no write permission on {parent})", file=path)
+    probe_writable(parent, path)
+
+
+def probe_writable(folder: Path, out: Path) -> None:
+    """Create and remove a temporary file in ``folder``: the one check that also holds for root (who passes
+    ``os.access``), read-only mounts and pseudo file systems. ``out`` is the ``--out`` the message names."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".clu-write-test.", dir=folder)
+    except OSError as e:
+        where = "" if folder == out else f" (cannot create files in {folder})"
+        raise ConfigError(f"--out is not writable ({e.strerror}){where}", file=out) from None
+    os.close(fd)
+    Path(tmp).unlink(missing_ok=True)
 
 
 def prepare_out(path: Path, *, resume: bool = False) -> Path:

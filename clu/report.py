@@ -36,7 +36,8 @@ _INTRO = ("Mean ± 95 % confidence interval (t) over seeds, each seed's training
 _LEGEND = ("Marks: **bold** = the best mean that a paired t-test over seeds finds better than every other method "
            "(Holm-corrected over its rivals, 5 %); `=` = leaders not significantly different from one another "
            "(no method bold); `≈` = a gap not significantly above the twin's (one-sided paired t-test, 5 %): "
-           "indistinguishable from exact unlearning on that metric. The oracle and the twin are not ranked. "
+           "indistinguishable from exact unlearning on that metric. The oracle and the twin are not ranked, and no "
+           "method is on MIA or LiRA_AUC (the attack's score describes the attack, not the method). "
            "`n/a (R<16)`: KLoM needs at least 16 replicas. p-values: stats.csv.")
 DIVERGED = "† diverged in some seed: that run stopped early; its last event is used."
 _KLOM_NA = "n/a (R<16)"

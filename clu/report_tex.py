@@ -24,7 +24,8 @@ _SUBS = {
 }
 _LEGEND = (r"Mean $\pm$ 95\,\% CI over seeds. \textbf{Bold}: better than every other method by paired "
            r"t-tests over seeds (Holm, 5\,\%); $^{=}$: leaders not significantly different; $\approx$: gap not "
-           r"significantly above the twin's (indistinguishable from exact unlearning).")
+           r"significantly above the twin's (indistinguishable from exact unlearning). MIA and LiRA\_AUC (the "
+           r"attack's score) are not ranked.")
 
 
 def escape(text: str) -> str:

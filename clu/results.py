@@ -59,10 +59,12 @@ from clu.records import (
 
 __all__ = [  # the records and column names (clu.records) are part of this module's interface
     "AGGREGATE_HEADER", "ALL", "EVENT_METRICS", "FINAL", "FINAL_CSV_METRICS", "GAP_COLUMNS", "GAPPED", "KLOM_METRICS",
-    "LIRA_GAP_COLUMNS", "LIRA_METRICS", "METRICS_HEADER", "ORACLE", "RESULTS_HEADER", "SUMMARY_EVENT_KEYS",
-    "TASK_PREFIX", "TIMINGS_HEADER", "TWIN", "UNITS_FILE", "AggregateRow", "EventRecord", "Replica", "ResultRow",
+    "LIRA_GAP_COLUMNS", "LIRA_METRICS", "METRICS_HEADER", "ORACLE", "PARTIAL_RUN_GAPS", "RESULTS_HEADER",
+    "SUMMARY_EVENT_KEYS", "TASK_PREFIX", "TIMINGS_HEADER", "TWIN", "UNITS_FILE", "AggregateRow", "EventRecord",
+    "Replica", "ResultRow",
     "Role", "RunData", "Step", "StrategyResult", "Unit", "UnitSpec", "aggregate_csv", "check_out", "clean",
-    "csv_text", "format_value", "margins_path", "prepare_out", "read_aggregate", "read_results", "read_run",
+    "csv_text", "format_value", "margins_path", "prepare_out", "read_aggregate", "read_checkpoint_policy",
+    "read_results", "read_run",
     "read_units", "read_units_manifest", "results_csv", "safe_label", "summary_entries", "unit_folder", "unit_rows",
     "write_atomic", "write_json", "write_margins", "write_run", "write_units_manifest",
 ]
@@ -150,17 +152,27 @@ def summary_entries(units: Sequence[Unit]) -> dict[str, Any]:
     return entries
 
 
-def write_run(out: Path, scenario: str, seed: int, units: Sequence[Unit]) -> dict[str, Any]:
+PARTIAL_RUN_GAPS = ("this folder runs one unit of a sweep on its own, so what compares it with other units (the "
+                    "gaps to the oracle, AvgGap, KL, LiRA, KLoM) is null here; the sweep's results.csv holds it, "
+                    "joined across the trials (the oracle's, the shadows')")
+"""summary.json's ``gaps`` entry in a folder that runs part of a run's units (a sweep trial)."""
+
+
+def write_run(out: Path, scenario: str, seed: int, units: Sequence[Unit], *, partial: bool = False) -> dict[str, Any]:
     """metrics.csv, timings.csv and summary.json from joined units (:func:`clu.joint.join`; atomic rewrites).
 
-    Returns the summary.json content.
+    ``partial``: the units are part of a run (a sweep trial's one): summary.json's ``gaps`` says where its
+    joined figures are (:data:`PARTIAL_RUN_GAPS`). Returns the summary.json content.
     """
     metric_rows = [(u.spec.label, seed, u.spec.replica, *row) for u in units for row in unit_rows(u)]
     time_rows = [(u.spec.label, seed, u.spec.replica, r.step, r.kind, repr(round(r.time_s or 0.0, 6)))
                  for u in units if u.spec.replica != ALL for r in u.records]
     write_atomic(out / "metrics.csv", csv_text(METRICS_HEADER, metric_rows))
     write_atomic(out / "timings.csv", csv_text(TIMINGS_HEADER, time_rows))
-    summary = {"scenario": scenario, "seed": seed, "strategies": summary_entries(units)}
+    summary: dict[str, Any] = {"scenario": scenario, "seed": seed}
+    if partial:
+        summary["gaps"] = PARTIAL_RUN_GAPS
+    summary["strategies"] = summary_entries(units)
     write_json(out / "summary.json", summary)
     return summary
 
@@ -339,8 +351,17 @@ UNITS_FILE = "units.json"
 """A run or trial folder's manifest: the specs of the units it runs, in run order."""
 
 
-def write_units_manifest(run_dir: Path, specs: Sequence[UnitSpec]) -> None:
-    write_json(run_dir / UNITS_FILE, {"units": [dataclasses.asdict(s) for s in specs]})
+def write_units_manifest(run_dir: Path, specs: Sequence[UnitSpec], checkpoints: str = "all") -> None:
+    """units.json: the run's units in run order and which checkpoints it keeps (``--checkpoints``)."""
+    write_json(run_dir / UNITS_FILE, {"units": [dataclasses.asdict(s) for s in specs], "checkpoints": checkpoints})
+
+
+def read_checkpoint_policy(run_dir: Path) -> str | None:
+    """The ``--checkpoints`` policy units.json records; None for runs made before it was recorded."""
+    try:
+        return json.loads((run_dir / UNITS_FILE).read_text()).get("checkpoints")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def read_units_manifest(run_dir: Path) -> list[UnitSpec]:

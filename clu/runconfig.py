@@ -1,9 +1,10 @@
 """The run config: a resolved scenario, its strategies (the oracle first), a seed and a device.
 
 This is the only reader and writer of run configs in TOML: a run folder's ``config.toml`` (``clu run
-config.toml`` re-runs it) and a sweep trial's config are both :meth:`RunConfig.to_toml` and come back through
-:func:`run_config_from_toml` with the same validation. :func:`resolve_config` turns command-line or API
-arguments (scenario name or file, strategy names or preset files, seed, device) into a RunConfig.
+config.toml`` re-runs it) is :meth:`RunConfig.to_toml`, a sweep trial's carried config
+:meth:`RunConfig.full_toml`, and both come back through :func:`run_config_from_toml` with the same validation.
+:func:`resolve_config` turns command-line or API arguments (scenario name or file, strategy names or preset
+files, seed, device) into a RunConfig.
 
 Import-light (the command line validates with it before the heavy imports): torch and Avalanche are
 imported only for the version stamp.
@@ -13,20 +14,27 @@ from __future__ import annotations
 
 import platform
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, Sequence, get_args, get_type_hints
 
-from clu import __version__
+from clu import __version__, seeding
 from clu.config import ConfigError, dump_toml, from_dict, read_toml, to_dict
 from clu.paths import DEFAULT_SCENARIO, STRATEGY_DIR, resolve_scenario
-from clu.results import ORACLE, TWIN
+from clu.results import ORACLE, TWIN, UnitSpec
 from clu.scenario import ScenarioSpec, TrainingSpec, load_scenario, scenario_from_dict
 from clu.strategies import STRATEGIES, StrategyChoice, get_entry, resolve_strategy, strategy_config
 
 Device = Literal["auto", "cpu", "cuda"]
-_KEYS = ("seed", "replicas", "shadows", "device", "amp", "scenario", "strategies", "versions")
+_KEYS = ("scenario_seed", "seed", "training_seeds", "replicas", "shadows", "device", "amp", "scenario", "strategies",
+         "versions")
 _HEADER = "# clu-sim run config: re-run with `clu run <this file> --out DIR`\n"
+_COMMENTS = {
+    "scenario_seed": "the event stream (class order, requests); replica 1 also trains with it",
+    "training_seeds": "per replica: initial weights, batch order, buffer draws (from scenario_seed; informational)",
+}
+"""config.toml's comments on its top-level keys."""
+_SCENARIO_SEED = next(f.default for f in fields(ScenarioSpec) if f.name == "seed")
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,8 @@ class RunConfig:
     strategies: tuple[StrategyChoice, ...]
     """One per strategy, the oracle first."""
     seed: int
-    """The scenario seed (the event stream); also replica 1's training seed."""
+    """The scenario seed (the event stream; config.toml's ``scenario_seed``); also replica 1's training seed. It
+    overrides the scenario's default ``seed``."""
     device: Device = "auto"
     """auto (CUDA when present) | cpu | cuda."""
     replicas: int = 1
@@ -52,21 +61,70 @@ class RunConfig:
         """The shadow count in effect."""
         return self.scenario.evaluation.shadows if self.shadows is None else self.shadows
 
+    @property
+    def training_seeds(self) -> list[int]:
+        """Replica k's training seed, k = 1..R (:func:`clu.seeding.training_seed`)."""
+        return [seeding.training_seed(self.seed, k) for k in range(1, self.replicas + 1)]
+
     def to_toml(self, *, versions: bool = True) -> str:
-        """The config as TOML; ``versions`` adds the header line and the version stamp of config.toml."""
-        data: dict[str, Any] = {
-            "seed": self.seed,
+        """config.toml: one seed, ``scenario_seed`` (the scenario's default seed, which it overrides, only when
+        not 0), with replicas the ``training_seeds`` it gives (informational), and only the ``[data]`` and
+        ``[model]`` fields that apply to the chosen dataset and architecture (the others at their defaults are
+        left out); commented. :func:`run_config_from_toml` gives this config back. ``versions`` adds the header
+        line and the version stamp."""
+        scenario = to_dict(self.scenario, applicable=True)
+        if self.scenario.seed == _SCENARIO_SEED:
+            del scenario["seed"]
+        seeds = {"scenario_seed": self.seed, **({"training_seeds": self.training_seeds} if self.replicas > 1 else {})}
+        data = self._data(seeds, scenario)
+        if versions:
+            data["versions"] = _versions()
+        return (_HEADER if versions else "") + _commented(dump_toml(data))
+
+    def full_toml(self) -> str:
+        """Every field, the run's seed as ``seed`` and the scenario's own: config.toml's earlier form, kept as
+        a sweep trial's carried config and fingerprint input, so that finished trials (the committed results
+        included) stay reusable by ``--resume`` and ``--extend``."""
+        return dump_toml(self._data({"seed": self.seed}, to_dict(self.scenario)))
+
+    def _data(self, seeds: dict[str, Any], scenario: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **seeds,
             "replicas": self.replicas,
             **({} if self.shadows is None else {"shadows": self.shadows}),
             "device": self.device,
             **({"amp": True} if self.amp else {}),
-            "scenario": to_dict(self.scenario),
+            "scenario": scenario,
             "strategies": [{"strategy": c.name, "label": c.label, **to_dict(c.config)} for c in self.strategies],
         }
-        if not versions:
-            return dump_toml(data)
-        data["versions"] = _versions()
-        return _HEADER + dump_toml(data)
+
+
+def _commented(text: str) -> str:
+    """``text`` with :data:`_COMMENTS` after its top-level keys (those before the first table)."""
+    head, sep, tables = text.partition("\n[")
+    lines = []
+    for line in head.split("\n"):
+        key = line.partition(" = ")[0]
+        lines.append(f"{line}  # {_COMMENTS[key]}" if key in _COMMENTS and " = " in line else line)
+    return "\n".join(lines) + sep + tables
+
+
+def plan_units(config: RunConfig) -> list[UnitSpec]:
+    """The units of a run, in run order: per replica k = 1..R its oracle, the oracle's twin and the strategies
+    (init and batch order from the replica's training seed; the twin reorders with its own seed); then the
+    extra shadow oracles the attack needs beyond the other replicas' oracles (K − (R − 1) of them, shared
+    by all replicas, init = order seed = :func:`clu.seeding.shadow_seed`). A sweep trial runs one of them."""
+    specs: list[UnitSpec] = []
+    oracle = config.strategies[0]
+    for k in range(1, config.replicas + 1):
+        t = seeding.training_seed(config.seed, k)
+        specs.append(UnitSpec(oracle.label, oracle.name, k, t, t, "oracle"))
+        specs.append(UnitSpec(TWIN, oracle.name, k, t, seeding.twin_seed(t), "twin"))
+        specs += [UnitSpec(c.label, c.name, k, t, t, "strategy") for c in config.strategies[1:]]
+    for j in range(1, max(0, config.n_shadows - (config.replicas - 1)) + 1):
+        s = seeding.shadow_seed(config.seed, j)
+        specs.append(UnitSpec(f"{ORACLE} (shadow {j})", oracle.name, 1, s, s, "shadow"))
+    return specs
 
 
 def _versions() -> dict[str, str]:
@@ -96,10 +154,17 @@ def run_config_from_dict(raw: dict[str, Any], source: str | Path) -> RunConfig:
             choices.append(StrategyChoice(name, str(label or name), strategy_config(name, entry, source=str(source))))
         except ConfigError as e:
             raise e.under(f"strategies[{i}]").in_file(source) from None
-    seed = raw.get("seed", scenario.seed)
+    if "scenario_seed" in raw and "seed" in raw:
+        raise ConfigError("give the seed once, as scenario_seed (seed is its earlier name)", key="seed", file=source)
+    seed_key = "seed" if "seed" in raw else "scenario_seed"
+    seed = raw.get(seed_key, scenario.seed)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"must be a whole number >= 0, got {seed!r}", key="seed", file=source)
+        raise ConfigError(f"must be a whole number >= 0, got {seed!r}", key=seed_key, file=source)
     replicas = check_count(raw.get("replicas", 1), "replicas", 1, source)
+    derived = [seeding.training_seed(seed, k) for k in range(1, replicas + 1)]
+    if "training_seeds" in raw and raw["training_seeds"] != derived:
+        raise ConfigError(f"is derived from scenario_seed and replicas ({derived}); change those instead",
+                          key="training_seeds", file=source)
     shadows = None if raw.get("shadows") is None else check_count(raw["shadows"], "shadows", 0, source)
     amp = raw.get("amp", False)
     if not isinstance(amp, bool):

@@ -19,8 +19,7 @@ import torch
 from avalanche.core import BasePlugin
 from tqdm import tqdm
 
-from clu import seeding
-from clu.checkpoints import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
+from clu.checkpoints import Policy, check_policy, checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 from clu.config import ConfigError
 from clu.data import load_dataset, place
 from clu.data.base import Dataset
@@ -34,7 +33,6 @@ from clu.paths import default_runs_dir
 from clu.plots import plot_run
 from clu.results import (
     ORACLE,
-    TWIN,
     EventRecord,
     Unit,
     UnitSpec,
@@ -45,7 +43,7 @@ from clu.results import (
     write_run,
     write_units_manifest,
 )
-from clu.runconfig import RunConfig
+from clu.runconfig import RunConfig, plan_units
 from clu.scenario import events_for
 from clu.strategies import DivergenceError, StrategyChoice
 from clu.strategies.base import CLUStrategy, check_plugins
@@ -69,7 +67,7 @@ def run(
     resume: bool = False,
     progress: bool = False,
     plugins: Sequence[BasePlugin] = (),
-    checkpoints: bool = True,
+    checkpoints: Policy = "all",
     make_plots: bool = True,
     threads: int = 1,
     units: Sequence[UnitSpec] | None = None,
@@ -78,13 +76,15 @@ def run(
     """Run the units of ``config`` (all of :func:`plan_units` by default; a sweep trial passes its one);
     write the results folder (metrics.csv, timings.csv, summary.json, margins/, checkpoints/); return the summary.
 
-    ``out`` defaults to ``./runs/<scenario>-<time>``. ``threads``: torch CPU threads. One is the default: the
+    ``out`` defaults to ``./runs/<scenario>-<time>``. ``checkpoints``: which per-event checkpoints are kept
+    (:data:`clu.checkpoints.Policy`; recorded in units.json for the audit). ``threads``: torch CPU threads. One is the default: the
     models here are small, and a second thread costs more in synchronisation than it gains (and slows down
     badly when the other core is busy).
     ``log``: trackers (``"tensorboard"``, ``"csv"``, ``"wandb"`` or :class:`clu.trackers.Tracker` objects) that get
     every per-event measurement as it is known (:class:`clu.trackers.Publisher`).
     """
     _check_run_args(config, out, resume, threads)
+    checkpoints = check_policy(checkpoints, "checkpoints")
     log = check_log(log)
     check_plugins(plugins)
     torch.set_num_threads(max(1, threads))
@@ -108,7 +108,8 @@ def run(
         write_atomic(out / "events.jsonl", stream)
 
     plan = list(units) if units is not None else plan_units(config)
-    write_units_manifest(out, plan)
+    partial = units is not None and plan != plan_units(config)  # a sweep trial: its gaps are joined elsewhere
+    write_units_manifest(out, plan, checkpoints)
     done: list[Unit] = []
     publisher = Publisher(open_trackers(log, out, out.name, {"scenario": config.scenario.name, "seed": config.seed}),
                           config.replicas)
@@ -117,31 +118,13 @@ def run(
             done.append(_run_unit(spec, config, out, data, steps, device, plugins,
                                   resume=resume, progress=progress, checkpoints=checkpoints, publisher=publisher))
             if i + 1 < len(plan) and plan[i + 1].replica != spec.replica:
-                _write(out, config, done, publisher)  # an interrupted run keeps every finished replica
-        summary = _write(out, config, done, publisher)
+                _write(out, config, done, publisher, partial=partial)  # an interrupted run keeps every finished replica
+        summary = _write(out, config, done, publisher, partial=partial)
     finally:
         publisher.close()
     if make_plots:
         plot_run(out)
     return Summary(out, summary, _errors(done))
-
-
-def plan_units(config: RunConfig) -> list[UnitSpec]:
-    """The units of a run, in run order: per replica k = 1..R its oracle, the oracle's twin and the strategies
-    (init and batch order from the replica's training seed; the twin reorders with its own seed); then the
-    extra shadow oracles the attack needs beyond the other replicas' oracles (K − (R − 1) of them, shared
-    by all replicas, init = order seed = :func:`clu.seeding.shadow_seed`). A sweep trial runs one of them."""
-    specs: list[UnitSpec] = []
-    oracle = config.strategies[0]
-    for k in range(1, config.replicas + 1):
-        t = seeding.training_seed(config.seed, k)
-        specs.append(UnitSpec(oracle.label, oracle.name, k, t, t, "oracle"))
-        specs.append(UnitSpec(TWIN, oracle.name, k, t, seeding.twin_seed(t), "twin"))
-        specs += [UnitSpec(c.label, c.name, k, t, t, "strategy") for c in config.strategies[1:]]
-    for j in range(1, max(0, config.n_shadows - (config.replicas - 1)) + 1):
-        s = seeding.shadow_seed(config.seed, j)
-        specs.append(UnitSpec(f"{ORACLE} (shadow {j})", oracle.name, 1, s, s, "shadow"))
-    return specs
 
 
 def _choice(config: RunConfig, spec: UnitSpec) -> StrategyChoice:
@@ -152,7 +135,7 @@ def _choice(config: RunConfig, spec: UnitSpec) -> StrategyChoice:
 
 def _run_unit(spec: UnitSpec, config: RunConfig, out: Path, data: Dataset, steps: Sequence[Step],
               device: torch.device, plugins: Sequence[BasePlugin], *, resume: bool, progress: bool,
-              checkpoints: bool, publisher: Publisher | None = None) -> Unit:
+              checkpoints: Policy, publisher: Publisher | None = None) -> Unit:
     """One unit over the events (from its last checkpoint when resuming); its margins file at the end."""
     unit = Unit(spec)
     strategy = build_strategy(_choice(config, spec), config.scenario, data, config.seed, device, plugins,
@@ -175,15 +158,15 @@ def _run_unit(spec: UnitSpec, config: RunConfig, out: Path, data: Dataset, steps
                 unit.records.append(rec)
                 if publisher is not None:
                     publisher.event(spec, rec)
-                if checkpoints:
-                    save_checkpoint(out, spec, len(unit.records) - 1, _ckpt_payload(strategy, unit))
+                if checkpoints != "none":
+                    save_checkpoint(out, spec, len(unit.records) - 1, _ckpt_payload(strategy, unit), checkpoints)
                 if bar is not None:
                     bar.update(1)
     except DivergenceError as e:
         step = steps[len(unit.records)]
         unit.error = f"stopped at step {step.index} ({step.kind}): {e}"
         print(f"clu: {name}: {unit.error}", file=sys.stderr)
-        if checkpoints and unit.records:  # mark the last good checkpoint as final (its state, not the NaNs)
+        if checkpoints != "none" and unit.records:  # mark the last good checkpoint as final (its state, not the NaNs)
             last = checkpoint_path(out, spec, len(unit.records) - 1)
             payload = load_checkpoint(last) if last.exists() else _ckpt_payload(strategy, unit)
             payload.pop("event_index", None)
@@ -205,9 +188,10 @@ def _relearn(config: RunConfig, spec: UnitSpec) -> Relearn | None:
     return Relearn.of(config.scenario.evaluation, config.scenario.training.batch_size, config.seed)
 
 
-def _write(out: Path, config: RunConfig, units: Sequence[Unit], publisher: Publisher | None = None) -> dict[str, Any]:
+def _write(out: Path, config: RunConfig, units: Sequence[Unit], publisher: Publisher | None = None, *,
+           partial: bool = False) -> dict[str, Any]:
     joined = join(units, shadows=config.n_shadows, klom_bins=config.scenario.evaluation.klom_bins)
-    summary = write_run(out, config.scenario.name, config.seed, joined)
+    summary = write_run(out, config.scenario.name, config.seed, joined, partial=partial)
     if publisher is not None:
         publisher.joined(joined)  # gaps and the other joined values, now that they are known
     return summary

@@ -227,8 +227,9 @@ def task_classes(split: SplitSpec, num_classes: int, seed: int) -> list[tuple[in
 class _State:
     """What has been learned and forgotten so far, while the stream is generated."""
 
-    def __init__(self, labels: np.ndarray, learnable: np.ndarray) -> None:
+    def __init__(self, labels: np.ndarray, learnable: np.ndarray, num_classes: int) -> None:
         self.labels = labels
+        self.num_classes = num_classes
         self.learnable = learnable
         self.task_of_class: dict[int, int] = {}
         self.forgotten_classes: set[int] = set()
@@ -265,6 +266,9 @@ class _State:
 def _class_request(state: _State, classes: tuple[int, ...], kind: str, key: str) -> tuple[int, ...]:
     """Validate a class/cross_task request against what is learned; return its sample ids."""
     for c in classes:
+        if not 0 <= c < state.num_classes:
+            raise ConfigError(f"class {c} does not exist (the dataset has {state.num_classes} classes, "
+                              f"0..{state.num_classes - 1})", key=key)
         if c in state.forgotten_classes:
             raise ConfigError(f"class {c} is already forgotten", key=key)
         if c not in state.task_of_class:
@@ -363,7 +367,7 @@ def generate(
     ``features`` (the train inputs, row = sample id) is needed only by ``atypical`` random_sample requests.
     """
     classes = task_classes(spec.split, num_classes, seed)
-    state = _State(np.asarray(labels), np.asarray(learnable_ids))
+    state = _State(np.asarray(labels), np.asarray(learnable_ids), num_classes)
     if spec.setting == "task_aware":
         return _generate_task_aware(spec, classes, state)
     rng = seeding.scenario_requests(seed)

@@ -11,6 +11,19 @@ from typing import Literal
 
 from clu.config import check
 
+_SIZED = frozenset({"synthetic", "synthetic_images"})
+_FILES = frozenset({"mnist", "fashion_mnist", "cifar10", "cifar100"})
+DATA_FIELD_READERS: dict[str, frozenset[str]] = {
+    "root": _FILES | {"tinyimagenet"},
+    "download": _FILES,
+    "test_fraction": _SIZED | {"digits", "mnist5k"},
+    "n_samples": _SIZED,
+    "n_features": frozenset({"synthetic"}),
+    "n_classes": _SIZED,
+}
+"""The built-in datasets that read each dataset-specific ``[data]`` field (``name`` and ``val_fraction``: all)."""
+BUILTIN_DATASETS = frozenset().union(*DATA_FIELD_READERS.values())
+
 
 @dataclass(frozen=True)
 class DataSpec:
@@ -27,11 +40,18 @@ class DataSpec:
     test_fraction: float = 0.2
     """Test fraction for sources without an official test split (digits, mnist5k, synthetic)."""
     n_samples: int = 5000
-    """synthetic only: number of samples (train + test)."""
+    """synthetic and synthetic_images only: number of samples (train + test)."""
     n_features: int = 32
     """synthetic only: number of features."""
     n_classes: int = 10
-    """synthetic only: number of classes."""
+    """synthetic and synthetic_images only: number of classes."""
+
+    def unused_fields(self) -> frozenset[str]:
+        """The fields this dataset does not read (:data:`DATA_FIELD_READERS`; none for a dataset registered
+        outside clu): a run's config.toml leaves them out while they hold their defaults."""
+        if self.name not in BUILTIN_DATASETS:
+            return frozenset()
+        return frozenset(f for f, readers in DATA_FIELD_READERS.items() if self.name not in readers)
 
     def validate(self) -> None:
         check(0.0 <= self.val_fraction < 0.5, "val_fraction", f"must be in [0, 0.5), got {self.val_fraction}")
@@ -60,6 +80,11 @@ class ModelSpec:
     """mlp only: hidden layer widths."""
     width: int = 32
     """cnn only: channels of the first convolution (doubled in the second)."""
+
+    def unused_fields(self) -> frozenset[str]:
+        """The fields this architecture does not read (``width`` for an MLP, ``hidden`` for a CNN, both for
+        ResNet-18): a run's config.toml leaves them out while they hold their defaults."""
+        return frozenset({"hidden", "width"} - {"mlp": {"hidden"}, "cnn": {"width"}}.get(self.name, set()))
 
     def validate(self) -> None:
         check(all(h > 0 for h in self.hidden), "hidden", f"widths must be positive, got {list(self.hidden)}")

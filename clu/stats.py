@@ -9,10 +9,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from scipy import stats as sps
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def _sps() -> ModuleType:
+    """scipy.stats, imported on first use: it takes about a second, and the CLI imports this module to validate."""
+    from scipy import stats
+
+    return stats
 
 __all__ = [
     "ALPHA",
@@ -73,7 +82,7 @@ def ci95(values: Sequence[float | None] | np.ndarray) -> float | None:
     v = _finite(values)
     if v.size < 2:
         return None
-    return float(sps.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return float(_sps().t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
 
 
 def paired_p(a: np.ndarray, b: np.ndarray) -> float:
@@ -87,7 +96,7 @@ def paired_p(a: np.ndarray, b: np.ndarray) -> float:
     constant = _constant_difference(x, y)
     if constant is not None:
         return 1.0 if constant == 0.0 else 0.0
-    p = float(sps.ttest_rel(x, y).pvalue)
+    p = float(_sps().ttest_rel(x, y).pvalue)
     return p if math.isfinite(p) else 1.0
 
 
@@ -102,14 +111,14 @@ def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> float | None:
     nonzero = d[d != 0]
     if x.size <= EXACT_MAX_N and (nonzero.size < d.size or np.unique(np.abs(nonzero)).size < nonzero.size):
         return _signed_rank_exact_p(nonzero)  # what scipy computes here, by a ~0.4 s permutation test
-    p = float(sps.wilcoxon(x, y).pvalue)
+    p = float(_sps().wilcoxon(x, y).pvalue)
     return p if math.isfinite(p) else 1.0
 
 
 def _signed_rank_exact_p(d: np.ndarray) -> float:
     """Two-sided exact signed-rank p-value of nonzero differences ``d`` (midranks for ties) by enumerating all
     2^n sign patterns: the value of scipy's ``wilcoxon`` permutation test for n <= 13 with ties or zeros (tested)."""
-    ranks = sps.rankdata(np.abs(d))
+    ranks = _sps().rankdata(np.abs(d))
     t_obs = float(ranks[d > 0].sum())
     signs = ((np.arange(2 ** d.size)[:, None] >> np.arange(d.size)) & 1).astype(np.float64)
     t = signs @ ranks
@@ -195,7 +204,7 @@ def floor_p(gaps: np.ndarray, twin_gaps: np.ndarray) -> float:
     constant = _constant_difference(x, y)
     if constant is not None:
         return 0.0 if constant > 0.0 else 1.0
-    p = float(sps.ttest_rel(x, y, alternative="greater").pvalue)
+    p = float(_sps().ttest_rel(x, y, alternative="greater").pvalue)
     return p if math.isfinite(p) else 1.0
 
 

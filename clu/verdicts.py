@@ -3,7 +3,8 @@
 A table cell is a method's mean ± 95 % CI over seeds, its replicas averaged within each seed first. The marks
 come from paired tests over seeds (:mod:`clu.stats`): **bold** for a leader that beats every other method
 (Holm-corrected), ``=`` for the tied leaders otherwise, ``≈`` for a gap not significantly above the twin's
-(indistinguishable from exact unlearning). The oracle and its twin are not contenders. Pure functions.
+(indistinguishable from exact unlearning). The oracle and its twin are not contenders, and the attack columns
+(MIA, LiRA_AUC: the attack's score on each model) name no leader. Pure functions.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class Column:
     source: Source
     """``final``: a whole-run figure; ``last``: the run's last event; ``cross``: the cross-replica row of the
     last event that has one."""
+    ranked: bool = True
+    """Whether a leader is marked (bold / ``=``): not for an attack's score, which describes the attack rather
+    than the method (its ``≈`` against the twin still applies)."""
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -47,8 +51,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("TA", "TA % ↑", 100, 1, "max", False, "last"),
     Column("FA", "FA % (→ oracle)", 100, 1, "target", True, "last"),
     Column("FA_test", "FA_test % (→ oracle)", 100, 1, "target", True, "last"),
-    Column("MIA", "MIA % (→ oracle)", 100, 1, "target", True, "last"),
-    Column("LiRA_AUC", "LiRA_AUC % (→ oracle)", 100, 1, "target", True, "last"),
+    Column("MIA", "MIA % (→ oracle)", 100, 1, "target", True, "last", ranked=False),
+    Column("LiRA_AUC", "LiRA_AUC % (→ oracle)", 100, 1, "target", True, "last", ranked=False),
     Column("Relearn_FA", "Relearn_FA % (→ oracle)", 100, 1, "target", True, "last"),
     Column("FA_resurface_max", "FA_resurf % (→ oracle)", 100, 1, "target", True, "final"),
     Column("KL", "KL ↓", 1, 3, "min", True, "last"),
@@ -129,11 +133,12 @@ def losses(values: PerSeed, column: Column) -> dict[str, np.ndarray]:
 
 
 def verdict(values: PerSeed, column: Column) -> Verdict:
-    """Bold / tied / ≈ for one column, and the p-values behind them (the oracle and the twin never contend)."""
+    """Bold / tied / ≈ for one column, and the p-values behind them (the oracle and the twin never contend; an
+    unranked column has no bold or tied)."""
     judged = losses(values, column)
     contenders = {lab: v for lab, v in judged.items() if lab not in (ORACLE, TWIN) and np.isfinite(v).any()}
     rule = "max" if column.rule == "max" else "min"
-    bold, tied = stats.leaders(contenders, rule)
+    bold, tied = stats.leaders(contenders, rule) if column.ranked else (set(), set())
     comparisons = stats.compare(contenders) if len(contenders) > 1 else []
     approx = set()
     twin = judged.get(TWIN)

@@ -322,7 +322,7 @@ def test_a_new_strategys_ids_key_is_audited_without_changing_the_audit(seen_ids_
     scenario = tmp_path / "tiny.toml"
     scenario.write_text(TINY)
     out = clu.run(resolve_config(str(scenario), [seen_ids_er], 0, "cpu"), out=tmp_path / "run",
-                  make_plots=False, checkpoints=True).out
+                  make_plots=False, checkpoints="all").out
     forgotten = {i for line in (out / "events.jsonl").read_text().splitlines()
                  if (e := json.loads(line))["type"] == "unlearn" for i in e["sample_ids"]}
     report = audit_run(out)

@@ -132,7 +132,7 @@ def replicated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     d = tmp_path_factory.mktemp("joint")
     (d / "tiny.toml").write_text(TINY)
     cfg = resolve_config(str(d / "tiny.toml"), ["er"], 0, "cpu", replicas=2, shadows=2)
-    return d, cfg, run(cfg, d / "run", checkpoints=False, make_plots=False)
+    return d, cfg, run(cfg, d / "run", checkpoints="none", make_plots=False)
 
 
 def test_a_replicated_run_has_every_figure(replicated) -> None:
@@ -165,7 +165,7 @@ def test_files_read_back_join_to_the_same_numbers(replicated, tmp_path: Path) ->
 def test_one_unit_alone_measures_what_it_measures_in_the_whole_run(replicated) -> None:
     d, cfg, summary = replicated
     er2 = next(u for u in plan_units(cfg) if (u.label, u.replica) == ("er", 2))
-    alone = run(cfg, d / "alone", units=[er2], checkpoints=False, make_plots=False)
+    alone = run(cfg, d / "alone", units=[er2], checkpoints="none", make_plots=False)
     [unit] = read_units(alone.out)
     [whole] = [u for u in read_units(summary.out) if u.spec == er2]
     for a, b in zip(unit.records, whole.records):

@@ -13,8 +13,8 @@ import pytest
 
 import clu.plots as plots
 from clu.config import ConfigError
-from clu.plots.series import run_series
-from clu.results import TWIN, read_run
+from clu.plots.series import run_series, seeds_text, sweep_series
+from clu.results import TWIN, AggregateRow, read_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LABELS = ("ugclu", "er", "retrain")
@@ -273,3 +273,13 @@ def test_forgetting_marks_each_requests_resurfacing(tmp_path: Path) -> None:
     assert list(line.get_xdata()) == [3.0] and list(line.get_ydata()) == [40.0]
     for p in plots.plot_run(tmp_path):
         assert_png(p)
+
+
+def test_sweep_subtitle_gives_the_seed_count_or_its_range(tmp_path: Path) -> None:
+    """aggregate.csv's n is per point (a metric applies to fewer seeds): one count when all agree, else a range."""
+    def rows(*ns: int) -> list[AggregateRow]:
+        return [AggregateRow("sc", "er", step, "learn", "TA", 0.9, None, None, n) for step, n in enumerate(ns)]
+
+    assert sweep_series(rows(2, 1, 2), tmp_path)["sc"].subtitle == "mean ± std, n = 1–2 seeds"
+    assert sweep_series(rows(5, 5), tmp_path)["sc"].subtitle == "mean ± std, n = 5 seeds"
+    assert seeds_text([1, 0]) == "n = 1 seed" and seeds_text([]) == ""

@@ -63,6 +63,12 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
             + '[[schedule.requests]]\nafter_task = 1\nkind = "class"\nclasses = [7]\n',
             "never.toml",
         ),
+        "no_such_class": (
+            DIGITS_CLASS.replace('class_order = "seeded"', 'class_order = "natural"')
+            .split("[[schedule.rules]]")[0]
+            + '[[schedule.requests]]\nafter_task = 5\nkind = "cross_task"\nclasses = [1, 12]\n',
+            "noclass.toml",
+        ),
         "wrong_type": (DIGITS_CLASS.replace("n_tasks = 5", 'n_tasks = "five"'), "wrongtype.toml"),
         "broken_scenario": (DIGITS_CLASS + "\n[split\n", "broken-scenario.toml"),
     }
@@ -98,7 +104,16 @@ BAD_RUNS = {
     "wrong_type": (["run", "{wrong_type}"], "split.n_tasks: expected a whole number, got 'five'"),
     "broken_scenario": (["run", "{broken_scenario}"], "broken-scenario.toml: not valid TOML"),
     "task_aware_only": (["run", "--strategy", "clpu_derpp"], "clpu_derpp needs a task_aware scenario"),
-    "resume_missing": (["run", "--resume", "{tmp}/nothing-here"], "nothing to resume"),
+    "no_such_class": (["run", "{no_such_class}"],
+                      "noclass.toml: schedule.requests[0].classes: class 12 does not exist (the dataset has 10"),
+    "resume_missing": (["run", "--resume", "{tmp}/nothing-here"], "nothing-here: nothing to resume: no such folder"),
+    "out_unwritable_for_root_too": (["run", "--out", "/proc/clu-test/run"], "--out is not writable"),
+    "bad_checkpoints": (["run", "--checkpoints", "some"], "run: argument --checkpoints: invalid choice: 'some'"),
+    "reversed_seeds": (["sweep", "digits-class", "--strategies", "er", "--seeds", "4-0"],
+                       "sweep: argument --seeds: 4-0 is a reversed range; write 0-4"),
+    "sweep_missing_strategies": (["sweep", "digits-class"], "the following arguments are required: --strategies"),
+    "sweep_resume_missing": (["sweep", "digits-class", "--strategies", "er", "--resume", "--out", "{tmp}/nothing-here"],
+                             "nothing to resume: no such folder"),
     "events_missing": (["events", "{tmp}/nope.toml"], "no such scenario file"),
     "audit_missing": (["audit", "{tmp}/nothing-here"], "no such run folder"),
 }
@@ -117,10 +132,30 @@ def test_bad_input_is_one_clean_message_status_2_and_writes_nothing(tmp_path: Pa
     assert rc == 2, (stdout, stderr)
     assert "Traceback" not in stderr + stdout
     last = stderr.strip().splitlines()[-1]
-    assert re.match(r"clu( \w+)?: error: ", last) and expected in last, stderr
-    if not last.startswith("clu run: error") and not last.startswith("clu events: error"):
-        assert len(stderr.strip().splitlines()) == 1, stderr  # our own errors are exactly one line
+    assert last.startswith("clu: error: ") and expected in last, stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr  # one line: no usage block, no run header before it
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_typos_fail_before_torch_avalanche_ray_or_scipy_load(tmp_path: Path) -> None:
+    """Validation runs before the heavy imports (issue 17): a typo's error comes in well under a second."""
+    typos = [
+        ["run", "digits-clas"], ["run", "--strategy", "ugcl"], ["run", "--out", "/proc/clu-test/run"],
+        ["sweep", "digits-clas", "--strategies", "er"], ["sweep", "digits-class", "--strategies", "ugcl"],
+        ["sweep", "digits-class", "--strategies", "er", "--out", "/proc/clu-test/sweep"],
+        ["sweep", "digits-class", "--strategies", "er", "--set", "training.epoch=1,2"],
+        ["events", "digits-clas"], ["plot", str(tmp_path / "nothing")], ["strategies", "--show", "ugcl"],
+        ["tune", "ugclu", "--scenarios", "digits-clas"],
+    ]
+    listings = [["strategies"], ["scenarios"]]  # need neither torch nor Avalanche
+    code = ("import sys\nfrom clu.cli import main\n"
+            f"codes = [main(a) for a in {typos + listings!r}]\n"
+            "print(codes, sorted(m for m in ('torch', 'avalanche', 'ray', 'matplotlib', 'scipy.stats') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.stdout.strip().splitlines()[-1] == f"{[2] * len(typos) + [0, 0]} []", done.stderr
+    assert len(done.stderr.strip().splitlines()) == len(typos)
+    assert not list(tmp_path.iterdir())
 
 
 def test_cuda_requested_without_cuda_is_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

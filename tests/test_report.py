@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,19 @@ def test_sweep_table_bold_only_by_paired_tests_else_tied() -> None:
     assert row["b"][fa].startswith("**")  # closest to the oracle's FA, seed by seed
     for name in (f"{ORACLE} (oracle)", TWIN):
         assert not any(c.startswith("**") or c.endswith("=") or c.startswith("≈") for c in row[name])
+
+
+def test_sweep_table_ranks_no_method_on_the_attack_columns() -> None:
+    """MIA and LiRA_AUC score the attack: b, closest to the oracle on them as on FA, is bold on FA only."""
+    attack = {"MIA", "LiRA_AUC"}
+    rows = [replace(r, value=FA[r.strategy][r.seed] + 0.1) if r.metric in attack else r for r in ROWS]
+    text = sweep_table(["sc"], LABELS, SEEDS, rows, set())
+    row = _cells(text)
+    assert row["b"][_col(text, "FA %")].startswith("**")
+    for col in (_col(text, "MIA"), _col(text, "LiRA_AUC")):
+        assert row["b"][col].startswith("12.0 ±")  # shown, compared with the twin (no ≈ here), never marked
+        assert not any(row[lab][col].startswith("**") or row[lab][col].endswith("=") for lab in row)
+    assert "no method is on MIA or LiRA_AUC" in text
 
 
 def test_sweep_table_marks_gaps_within_the_floor() -> None:

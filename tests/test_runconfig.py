@@ -155,3 +155,102 @@ def test_dry_run_prints_the_resolved_config_without_data_or_torch(tmp_path: Path
     cfg = run_config_from_toml(done.stdout, "stdout")
     assert cfg.amp and cfg.scenario.name == "cifar10-class" and cfg.strategies[1].config.unlearn_iters == 1500
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------- config.toml writes what applies (issue 17, 9)
+
+
+def _tables(text: str) -> dict:
+    raw = tomllib.loads(text)
+    return {"top": raw, "scenario": raw["scenario"], "data": raw["scenario"]["data"],
+            "model": raw["scenario"]["model"]}
+
+
+def test_config_toml_has_one_scenario_seed_and_only_the_fields_that_apply() -> None:
+    """mnist5k + MLP: no synthetic-only sizes, no torchvision root/download, no CNN width, one seed."""
+    cfg = resolve_config("mnist5k-class", ["er"], 3, "cpu")
+    text = cfg.to_toml(versions=False)
+    t = _tables(text)
+    assert set(t["data"]) == {"name", "val_fraction", "test_fraction"}
+    assert set(t["model"]) == {"name", "hidden"}
+    assert t["top"]["scenario_seed"] == 3 and "seed" not in t["top"] and "seed" not in t["scenario"]
+    assert "training_seeds" not in t["top"]  # one replica: it trains with the scenario seed
+    assert text.startswith("scenario_seed = 3  # the event stream")
+    assert run_config_from_toml(text, "x") == cfg
+
+
+def test_config_toml_keeps_what_other_data_and_models_read() -> None:
+    from dataclasses import replace
+
+    from clu.specs import DataSpec, ModelSpec
+
+    cfg = resolve_config("mnist5k-class", ["er"], 0, "cpu")
+    for data, model, keys in (
+        (DataSpec("synthetic"), ModelSpec("cnn"), ({"n_samples", "n_features", "n_classes", "test_fraction"},
+                                                   {"width"})),
+        (DataSpec("cifar10"), ModelSpec("resnet18"), ({"root", "download"}, set())),
+        (DataSpec("digits", root="elsewhere"), ModelSpec("mlp", width=64), ({"root", "test_fraction"},
+                                                                             {"hidden", "width"})),
+    ):
+        other = replace(cfg, scenario=replace(cfg.scenario, data=data, model=model))
+        t = _tables(other.to_toml(versions=False))
+        assert set(t["data"]) == {"name", "val_fraction", *keys[0]}  # a set value that does not apply: kept
+        assert set(t["model"]) == {"name", *keys[1]}
+        assert run_config_from_toml(other.to_toml(versions=False), "x") == other
+
+
+def test_every_builtin_dataset_is_in_the_field_table() -> None:
+    from clu.data import DATASETS
+    from clu.specs import BUILTIN_DATASETS
+
+    assert BUILTIN_DATASETS == set(DATASETS)
+
+
+def test_replicas_list_their_training_seeds_and_the_earlier_form_still_reads(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from clu import seeding
+
+    cfg = resolve_config("mnist5k-class", ["er"], 3, "cpu", replicas=3)
+    text = cfg.to_toml(versions=False)  # the stamp imports torch
+    seeds = [seeding.training_seed(3, k) for k in (1, 2, 3)]
+    assert tomllib.loads(text)["training_seeds"] == seeds == cfg.training_seeds
+    assert "training_seeds = " in text and "# per replica: initial weights" in text
+    (tmp_path / "config.toml").write_text(text)
+    assert load_run_config(tmp_path / "config.toml") == cfg
+    with pytest.raises(ConfigError, match="training_seeds: is derived from scenario_seed"):
+        run_config_from_toml(text.replace(f"[3, {seeds[1]}", "[4, 5"), "x")
+    with pytest.raises(ConfigError, match="give the seed once"):
+        run_config_from_toml("seed = 3\n" + text, "x")
+    # config.toml's earlier form (every field, `seed`, the scenario's own seed): what a trial carries
+    assert run_config_from_toml(cfg.full_toml(), "x") == cfg
+    assert tomllib.loads(cfg.full_toml())["seed"] == 3 and "seed" in tomllib.loads(cfg.full_toml())["scenario"]
+    scenario_seed_7 = replace(cfg, scenario=replace(cfg.scenario, seed=7))  # a file whose default seed is 7
+    assert run_config_from_toml(scenario_seed_7.to_toml(versions=False), "x") == scenario_seed_7
+
+
+def test_committed_trials_keep_their_fingerprints() -> None:
+    """A trial's fingerprint hashes :meth:`RunConfig.full_toml`: recomputed from committed trial folders (their
+    config.toml in the earlier form, their unit and threads), it is the one their done.json and sweep.json hold,
+    so ``--extend`` keeps reusing them."""
+    import hashlib
+    import json
+
+    results = Path(__file__).resolve().parents[1] / "results"
+    checked = 0
+    for sweep in sorted(results.glob("*/sweep.json")):
+        fingerprints = json.loads(sweep.read_text()).get("fingerprints", {})  # not in the oldest sweep.json
+        seen: set[str] = set()
+        for done_path in sorted(sweep.parent.glob("trials/**/done.json")):
+            done = json.loads(done_path.read_text())
+            if done["role"] in seen:
+                continue  # one trial per role and table
+            seen.add(done["role"])
+            folder = done_path.parent
+            unit = json.loads((folder / "units.json").read_text())["units"][0] | {"role": done["role"]}
+            text = load_run_config(folder / "config.toml").full_toml()
+            ident = json.dumps(unit, sort_keys=True)
+            fp = hashlib.sha256(f"{text}\nunit={ident}\nthreads={done['threads']}\n".encode()).hexdigest()[:16]
+            assert fp == done["fingerprint"] == fingerprints.get(done["trial"], fp), folder
+            checked += 1
+    assert checked >= 20

@@ -55,7 +55,7 @@ def config(files) -> RunConfig:
 @pytest.fixture(scope="module")
 def result(files, config):
     out = files["dir"] / "out"
-    summary = run(config, out, checkpoints=False, make_plots=False)
+    summary = run(config, out, checkpoints="none", make_plots=False)
     return out, summary
 
 
@@ -95,7 +95,7 @@ def test_run_refuses_a_non_empty_out(files, config):
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not empty"):
-        run(config, busy, checkpoints=False, make_plots=False)
+        run(config, busy, checkpoints="none", make_plots=False)
     assert [p.name for p in busy.iterdir()] == ["keep.txt"]
 
 
@@ -112,7 +112,7 @@ def test_run_writes_the_result_files(result):
 def test_config_toml_is_the_resolved_config(result, config):
     out, _ = result
     raw = tomllib.loads((out / "config.toml").read_text())
-    assert {"seed", "device", "scenario", "strategies", "versions"} <= set(raw)
+    assert {"scenario_seed", "device", "scenario", "strategies", "versions"} <= set(raw) and "seed" not in raw
     assert {"clu", "python", "torch", "avalanche"} <= set(raw["versions"])
     assert load_run_config(out / "config.toml") == config
 
@@ -272,7 +272,7 @@ def test_the_relearning_attack_changes_no_other_number(result, config, files):
     out, summary = result
     ev = replace(config.scenario.evaluation, relearn_fraction=0.0)
     off = run(replace(config, scenario=replace(config.scenario, evaluation=ev)), files["dir"] / "no-relearn",
-              checkpoints=False, make_plots=False)
+              checkpoints="none", make_plots=False)
     attack = {"Relearn_FA", "Relearn_FA_gap"}
     on_rows, off_rows = _csv(out / "metrics.csv"), _csv(off.out / "metrics.csv")
     assert [r for r in on_rows if r[5] not in attack] == [r for r in off_rows if r[5] not in attack]

@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -332,6 +333,13 @@ def test_replicas_sweep_has_replica_rows_lira_and_klom(replicas: tuple[Path, int
     assert any(" naive seed=1 r=2  TA=" in x for x in stderr.splitlines())
 
 
+def test_trial_summary_says_where_its_gaps_are(serial: tuple[Path, int, str, str]) -> None:
+    """A trial runs its unit without the oracle: its summary.json's null gaps point to the sweep's results.csv."""
+    trial = json.loads((serial[0] / "trials" / "tiny" / "naive" / "seed-0" / "summary.json").read_text())
+    assert trial["strategies"]["naive"]["per_event"][-1]["AvgGap"] is None
+    assert "null here" in trial["gaps"] and "the sweep's results.csv" in trial["gaps"]
+
+
 def test_clu_report_regenerates_the_table(serial: tuple[Path, int, str, str], capsys: pytest.CaptureFixture) -> None:
     out = serial[0]
     (out / "table.md").rename(out / "table.md.written")
@@ -355,8 +363,9 @@ def _sweep_rows(out: Path, seed: int) -> dict[tuple[str, ...], str]:
 def test_sweep_numbers_equal_clu_run(serial: tuple[Path, int, str, str], tmp_path: Path) -> None:
     """Joined gaps, KL and every other metric equal what one `clu run` process computes."""
     cfg = resolve_config(str(_tiny(tmp_path)), ["naive"], 1, "cpu")
-    run(cfg, tmp_path / "run", checkpoints=False, make_plots=False)
+    run(cfg, tmp_path / "run", checkpoints="none", make_plots=False)
     ref, got = _run_rows(tmp_path / "run"), _sweep_rows(serial[0], 1)
+    assert "gaps" not in json.loads((tmp_path / "run" / "summary.json").read_text())  # all units: gaps are here
     assert set(ref) <= set(got)
     assert {k: got[k] for k in ref} == ref
     assert any(k[3] == "AvgGap" and v for k, v in ref.items()) and any(k[3] == "KL" and v for k, v in ref.items())
@@ -366,7 +375,7 @@ def test_replicas_sweep_numbers_equal_clu_run(replicas: tuple[Path, int, str, st
     """With 2 replicas and 2 shadow oracles too: KL, LiRA (now and before), gaps, AvgGap_L, the request-only
     figures and the (null) KLoM rows are the run's, bit for bit."""
     cfg = resolve_config(str(_tiny(tmp_path)), ["naive"], 0, "cpu", replicas=2, shadows=2)
-    run(cfg, tmp_path / "run", checkpoints=False, make_plots=False)
+    run(cfg, tmp_path / "run", checkpoints="none", make_plots=False)
     ref, got = _run_rows(tmp_path / "run"), _sweep_rows(replicas[0], 0)
     assert set(ref) <= set(got)
     assert {k: got[k] for k in ref} == ref
@@ -518,3 +527,16 @@ def test_sweep_on_an_existing_ray_cluster(serial: tuple[Path, int, str, str], ra
     assert "trial tiny/naive/1 FAILED" in stderr
     keep = {("retrain", "0"), ("retrain", "1"), (TWIN, "0"), (TWIN, "1"), ("naive", "0")}
     assert _values(out / "results.csv") == _values(serial[0] / "results.csv", keep)
+
+
+def test_sweep_files_and_folders_follow_the_umask(serial: tuple[Path, int, str, str]) -> None:
+    """Result files and folders as readable as the user's other files (a shared --out on a cluster)."""
+    from clu.files import current_umask
+
+    out = serial[0]
+    mask = current_umask()
+    paths = list(out.rglob("*"))
+    assert any(p.name == "results.csv" for p in paths) and any(p.name == "metrics.csv" for p in paths)
+    wrong = {p.relative_to(out).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in paths
+             if stat.S_IMODE(p.stat().st_mode) != (0o777 if p.is_dir() else 0o666) & ~mask}
+    assert not wrong

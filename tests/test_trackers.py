@@ -38,7 +38,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     the live CSV (the default run's every strategy takes a minute here; the path is the same)."""
     tmp = tmp_path_factory.mktemp("trackers")
     config = resolve_config(str(_tiny(tmp)), ["naive", "er_ga"], 0, "cpu")
-    run(config, tmp / "run", checkpoints=False, make_plots=False, log=("tensorboard", "csv"))
+    run(config, tmp / "run", checkpoints="none", make_plots=False, log=("tensorboard", "csv"))
     return tmp / "run"
 
 
@@ -104,7 +104,7 @@ def test_wandb_gets_every_value_offline_under_the_run_folder(tmp_path: Path, mon
     monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=init))
     monkeypatch.delenv("WANDB_MODE", raising=False)
     config = resolve_config(str(_tiny(tmp_path)), ["naive"], 0, "cpu")
-    run(config, tmp_path / "r", checkpoints=False, make_plots=False, log=["wandb"])
+    run(config, tmp_path / "r", checkpoints="none", make_plots=False, log=["wandb"])
     assert calls["init"]["mode"] == "offline" and calls["init"]["dir"] == str(tmp_path / "r")
     assert ("*", {"step_metric": "event_step"}) in calls["defined"] and calls["finished"]
     logged = {(k.rsplit("/", 1)[0], v["event_step"], k.rsplit("/", 1)[1]): x

@@ -28,7 +28,7 @@ from matplotlib.lines import Line2D
 from clu.config import ConfigError
 from clu.grid import Grid, GridPoint, value_slug
 from clu.plots.draw import is_unlearn, new_figure, no_data, pct_axis, save, shared_legend
-from clu.plots.series import order_labels
+from clu.plots.series import order_labels, seeds_text
 from clu.plots.style import STYLE, Style, is_oracle, strategy_style
 from clu.results import FINAL, AggregateRow, read_aggregate
 
@@ -242,8 +242,8 @@ def draw(c: Curves, styles: dict[str, Style], path: Path, what: str) -> Path:
                           lw=styles[lab].linewidth, label=f"{lab} (oracle)" if is_oracle(lab, {}) else lab)
                    for lab in c.labels]
         shared_legend(fig, handles)
-        ns = sorted(n for n in c.seeds if n)
-        over = f"mean ± 95 % CI over {'/'.join(map(str, ns))} seeds" if ns else "mean ± 95 % CI over seeds"
+        n = seeds_text(c.seeds)
+        over = f"mean ± 95 % CI, {n}" if n else "mean ± 95 % CI over seeds"
         fig.suptitle(f"{what} — {c.title}, {over}", fontweight="bold")
         return save(fig, path)
 

@@ -120,6 +120,16 @@ def _seed_text(seeds: Sequence[int], summary_seed: int | None) -> str:
     return f"seed {summary_seed}" if summary_seed is not None else ""
 
 
+def seeds_text(ns: Iterable[int]) -> str:
+    """How many seeds a figure's points average (aggregate.csv's ``n``, which varies where a metric applies to
+    fewer seeds): ``n = 5 seeds`` when all agree, else the range, ``n = 1–2 seeds``; empty without any."""
+    got = sorted({n for n in ns if n})
+    if not got:
+        return ""
+    count = str(got[0]) if len(got) == 1 else f"{got[0]}–{got[-1]}"
+    return f"n = {count} seed{'' if got[-1] == 1 else 's'}"
+
+
 def sweep_series(rows: Sequence[AggregateRow], path: Path) -> dict[str, Series]:
     """A sweep's series, per scenario, from its aggregate rows (mean ± std over seeds)."""
     per: dict[str, dict[str, Any]] = {}
@@ -138,10 +148,10 @@ def sweep_series(rows: Sequence[AggregateRow], path: Path) -> dict[str, Series]:
     for scen, d in per.items():
         if not d["kinds"]:
             continue
-        ns = sorted(n for n in d["n"] if n)
+        n = seeds_text(d["n"])
         out[scen] = Series(
             scenario=scen,
-            subtitle=f"mean ± std over {'/'.join(map(str, ns))} seeds" if ns else "mean ± std over seeds",
+            subtitle=f"mean ± std, {n}" if n else "mean ± std over seeds",
             labels=order_labels(d["labels"], {}),
             names={},
             steps=sorted(d["kinds"]),

@@ -1,7 +1,7 @@
 """``clu sweep``: scenarios × strategies × seeds × replicas, on Ray Tune (locally or on a cluster) or serially.
 
 What a sweep is
-    One **trial** per **unit** (:func:`clu.runner.plan_units`; :mod:`clu.sweeps.plan`): per (scenario, seed,
+    One **trial** per **unit** (:func:`clu.runconfig.plan_units`; :mod:`clu.sweeps.plan`): per (scenario, seed,
     replica k = 1..R) the oracle (``retrain``), its twin (``retrain (twin)``: the oracle's initial weights,
     its own batch order — the noise floor) and each strategy, plus per (scenario, seed) the extra shadow
     oracles of the LiRA attack (K − (R − 1) of them when the other replicas' oracles do not suffice; K is
@@ -83,7 +83,20 @@ Outputs (all written atomically; the schema is :mod:`clu.results`)
 Progress: one line per finished trial on stderr (:mod:`clu.sweeps.progress`).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from clu.sweeps.plan import SweepPlan, SweepRequest, Trial, plan_sweep
-from clu.sweeps.run import SweepResult, run_sweep, sweep
+
+if TYPE_CHECKING:
+    from clu.sweeps.run import SweepResult, run_sweep, sweep
+
+
+def __getattr__(name: str) -> Any:
+    """The running half (torch, Avalanche, Ray) loads on first use, so a request validates without it."""
+    if name in ("SweepResult", "run_sweep", "sweep"):
+        from clu.sweeps import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module 'clu.sweeps' has no attribute {name!r}")
 
 __all__ = ["SweepPlan", "SweepRequest", "SweepResult", "Trial", "plan_sweep", "run_sweep", "sweep"]

@@ -1,4 +1,4 @@
-"""The sweep request (validated) and its trial list: one trial per **unit** (:func:`clu.runner.plan_units`):
+"""The sweep request (validated) and its trial list: one trial per **unit** (:func:`clu.runconfig.plan_units`):
 per (scenario, seed, replica) the oracle, its twin and each strategy, plus per (scenario, seed) the extra shadow
 oracles of the LiRA attack. Each trial carries its resolved run config (its scenario and the one strategy it
 trains) as TOML, so a worker needs no scenario or preset files, the unit it runs, and a fingerprint of both
@@ -16,13 +16,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Sequence, get_args
 
+from clu.checkpoints import Policy, check_policy
 from clu.cluster import check_cluster_access
 from clu.config import ConfigError, read_toml
 from clu.grid import Grid, GridScenario, Setting, expand, make_grid, parse_grid
-from clu.paths import resolve_scenario
+from clu.files import check_out
+from clu.paths import default_runs_dir, resolve_scenario
 from clu.results import ORACLE, TWIN, UnitSpec, safe_label
-from clu.runconfig import Device, RunConfig, check_device, check_setting, resolve_in_family
-from clu.runner import plan_units
+from clu.runconfig import Device, RunConfig, check_device, check_setting, plan_units, resolve_in_family
 from clu.scenario import ScenarioSpec, load_scenario
 from clu.specs import EvaluationSpec
 from clu.strategies import StrategyChoice
@@ -81,6 +82,10 @@ class SweepRequest:
     log: tuple[str, ...] = ()
     """Trackers every trial publishes to (``clu.trackers.TRACKERS``; files under the trial folder). A Ray trial
     reports its per-event measurements to Tune in any case."""
+    checkpoints: Policy = "none"
+    """Which per-event checkpoints each trial folder keeps (``--checkpoints``): ``none`` by default, since a
+    failed or killed trial is rerun from its start (its folder replaced), so checkpoints serve only the audit
+    (``all``) or a look at the final state (``last``). Not part of the results or the fingerprints."""
     fail_trials: str | None = None
     """Tests only: ``"scenario/label/seed[/r<k>][:n],..."`` — these trials raise at their start (every attempt, or
     the first ``n`` attempts only). Passed to the workers with the trials; recorded in sweep.json when set."""
@@ -221,6 +226,7 @@ def check_request(req: SweepRequest) -> None:
                           key="--relearn-fraction")
     if req.retries < 0:
         raise ConfigError(f"must be >= 0, got {req.retries}", key="--retries")
+    check_policy(req.checkpoints)
     if req.resume and req.extend:
         raise ConfigError("give --resume (the same request) or --extend (a changed one), not both", key="--extend")
     check_device(req.device, "--device")
@@ -232,6 +238,28 @@ def check_request(req: SweepRequest) -> None:
     if req.executor != "serial" and req.address is None and req.cpus_per_trial > local_cpus():
         raise ConfigError(f"{req.cpus_per_trial} CPUs per trial, but this machine has {local_cpus()}",
                           key="--cpus-per-trial")
+
+
+def check_sweep_out(req: SweepRequest, stamp: str) -> Path:
+    """The sweep folder as an absolute path, checked without writing: new (or empty) and writable, or, for
+    ``--resume``/``--extend``, an existing sweep folder (one with sweep.json)."""
+    flag = "--extend" if req.extend else "--resume"
+    if req.out is None:
+        if req.resume or req.extend:
+            raise ConfigError(f"{flag} continues a sweep folder: give it with --out", key=flag)
+        out = default_runs_dir() / f"sweep-{stamp}"
+    else:
+        out = Path(req.out)
+    out = out.expanduser().resolve()
+    if req.resume or req.extend:
+        if out.exists() and not out.is_dir():
+            raise ConfigError("--out exists and is not a folder", file=out)
+        if not out.is_dir():
+            raise ConfigError(f"nothing to {flag[2:]}: no such folder", file=out)
+        if not (out / "sweep.json").is_file():
+            raise ConfigError(f"nothing to {flag[2:]}: no sweep.json in this folder (not a sweep folder)", file=out)
+    check_out(out, resume=req.resume or req.extend)
+    return out
 
 
 def plan_sweep(req: SweepRequest) -> SweepPlan:
@@ -328,7 +356,7 @@ def _scenarios(names: Sequence[str], settings: Sequence[Setting]
 
 def _trial(spec: ScenarioSpec, choice: StrategyChoice, seed: int, unit: UnitSpec, req: SweepRequest) -> Trial:
     """The trial of one unit: its one-strategy config (one replica, no shadows) and its fingerprint."""
-    text = RunConfig(spec, (choice,), seed, req.device, 1, 0).to_toml(versions=False)
+    text = RunConfig(spec, (choice,), seed, req.device, 1, 0).full_toml()  # fingerprints stay stable
     ident = json.dumps(asdict(unit), sort_keys=True)
     fp = hashlib.sha256(f"{text}\nunit={ident}\nthreads={req.threads}\n".encode()).hexdigest()[:16]
     return Trial(spec.name, seed, unit, text, fp)

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from clu.config import ConfigError
-from clu.paths import default_runs_dir
 from clu.results import write_json
 from clu.sweeps.aggregate import aggregate
 from clu.sweeps.executors import run_ray, run_serial
-from clu.sweeps.plan import SweepPlan, SweepRequest, plan_sweep, read_done
+from clu.sweeps.plan import SweepPlan, SweepRequest, check_sweep_out, plan_sweep, read_done
 from clu.sweeps.progress import Progress
 from clu.trackers import check_log
 
@@ -38,28 +37,10 @@ class SweepResult:
 
 
 def prepare_sweep_out(req: SweepRequest, stamp: str) -> Path:
-    """The sweep folder (absolute: Tune changes folders): new and empty, or, resuming, one with sweep.json."""
-    flag = "--extend" if req.extend else "--resume"
-    if req.out is None:
-        if req.resume or req.extend:
-            raise ConfigError(f"{flag} continues a sweep folder: give it with --out", key=flag)
-        out = default_runs_dir() / f"sweep-{stamp}"
-    else:
-        out = Path(req.out)
-    out = out.expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise ConfigError("--out exists and is not a folder", file=out)
-    if req.resume or req.extend:
-        if not out.is_dir():
-            raise ConfigError(f"nothing to {flag[2:]}: the folder does not exist", file=out)
-        if not (out / "sweep.json").is_file():
-            raise ConfigError(f"nothing to {flag[2:]}: no sweep.json in this folder (not a sweep folder)", file=out)
-    elif out.is_dir() and any(out.iterdir()):
-        raise ConfigError("--out is not empty; choose a new folder (or --resume it)", file=out)
+    """The sweep folder (absolute: Tune changes folders), checked by :func:`check_sweep_out` and created."""
+    out = check_sweep_out(req, stamp)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / ".write-test").write_text("")
-        (out / ".write-test").unlink()
     except OSError as e:
         raise ConfigError(f"--out is not writable ({e.strerror})", file=out) from None
     return out
@@ -135,7 +116,8 @@ def run_sweep(req: SweepRequest) -> SweepResult:
     plan = plan_sweep(req)
     check_log(req.log)
     out = prepare_sweep_out(req, stamp)
-    settings = {"threads": req.threads, "out": str(out), "fail": req.fail_trials, "log": list(req.log)}
+    settings = {"threads": req.threads, "out": str(out), "fail": req.fail_trials, "log": list(req.log),
+                "checkpoints": req.checkpoints}
     request = _request_record(req, plan)
     if req.resume:
         try:

@@ -93,8 +93,8 @@ def _run(spec: dict[str, Any], settings: dict[str, Any], folder: Path, t0: float
     before = torch.get_num_threads()
     try:
         with threadpool_limits(limits=threads):
-            summary = run(config, folder, progress=False, checkpoints=False, make_plots=False, threads=threads,
-                          units=[runs_as], log=log)
+            summary = run(config, folder, progress=False, checkpoints=settings.get("checkpoints", "none"),
+                          make_plots=False, threads=threads, units=[runs_as], log=log)
     finally:
         torch.set_num_threads(before)
     entry = summary.data["strategies"][spec["strategy"]]

@@ -167,8 +167,7 @@ def tune(req: TuneRequest) -> TuneResult:
     """Sample the configurations, run them as one sweep on the tuning streams (validation split), score them,
     write tune.json, tune.csv and the chosen preset; see :mod:`clu.tune`."""
     from clu.results import read_results
-    from clu.sweeps.plan import SweepRequest  # deferred: torch and Avalanche
-    from clu.sweeps.run import run_sweep
+    from clu.sweeps.plan import SweepRequest, plan_sweep
 
     check_tune_request(req)
     space = load_space(req.space)
@@ -199,6 +198,9 @@ def tune(req: TuneRequest) -> TuneResult:
                             gpus_per_trial=req.gpus_per_trial, retries=req.retries, resume=req.resume, out=out,
                             device=req.device, progress=req.progress, replicas=1, shadows=req.shadows,
                             split="validation")
+        plan_sweep(sreq)  # validated before torch, Avalanche or Ray load
+        from clu.sweeps.run import run_sweep
+
         try:
             result = run_sweep(sreq)
         finally:

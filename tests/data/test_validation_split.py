@@ -71,7 +71,7 @@ def test_a_validation_run_never_reads_the_test_split(tmp_path: Path, monkeypatch
     assert config.scenario.evaluation.split == "validation"
 
     def metrics(cfg, name: str) -> str:  # noqa: ANN001
-        return clu.runner.run(cfg, tmp_path / name, checkpoints=False, make_plots=False).out.joinpath(
+        return clu.runner.run(cfg, tmp_path / name, checkpoints="none", make_plots=False).out.joinpath(
             "metrics.csv").read_text()
 
     clean = metrics(config, "clean")

@@ -92,3 +92,22 @@ def test_a_malformed_aggregate_csv_is_a_clean_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         plot_scaling(tmp_path / "aggregate.csv", GRID, tmp_path / "plots")
     assert not (tmp_path / "plots").exists()
+
+
+def test_title_gives_the_seed_count_or_its_range(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """n varies per point (here 1 or 3 seeds where a metric applies): the title gives the range, not '1/3'."""
+    import matplotlib.pyplot as plt
+
+    from clu.plots import scaling
+
+    titles: list[str] = []
+
+    def keep_title(fig: object, path: Path) -> Path:
+        titles.append(fig.get_suptitle())  # type: ignore[attr-defined]
+        plt.close(fig)  # type: ignore[arg-type]
+        return path
+
+    monkeypatch.setattr(scaling, "save", keep_title)
+    _, c = request_curves(_rows(), [_name(0.2, 3)])[0]
+    scaling.draw(c, scaling.strategy_style(c.labels), tmp_path / "r.png", "Over the requests")
+    assert titles == [f"Over the requests — {_name(0.2, 3)}, mean ± 95 % CI, n = 1–3 seeds"]

@@ -197,7 +197,7 @@ def test_retrain_is_exact_on_forgotten_classes(tmp_path):
     path.write_text(TINY)
     config = resolve_config(str(path), ["retrain"], 0, "cpu")
     assert [c.name for c in config.strategies] == ["retrain"]
-    summary = run(config, tmp_path / "out", checkpoints=False, make_plots=False)
+    summary = run(config, tmp_path / "out", checkpoints="none", make_plots=False)
     events = summary.data["strategies"]["retrain"]["per_event"]
     after_request = [e for e in events if e["FA"] is not None]
     assert len(after_request) == 3  # class, learn, class
