@@ -39,7 +39,16 @@ def _resolve(ref: str | type, what: str) -> Any:
     module, sep, attr = ref.partition(":")
     if not sep or not module or not attr:
         raise ValueError(f"{what} {ref!r} is not of the form 'package.module:Class'")
-    return getattr(import_module(module), attr)
+    try:
+        found = import_module(module)
+    except Exception as e:  # a broken strategy file stops the commands that use it, with one line
+        if isinstance(e, ModuleNotFoundError) and e.name is not None and not module.startswith(e.name):
+            raise  # a missing dependency of a working module: the install's problem, shown in full
+        raise ConfigError(f"{what}: cannot import {module} ({type(e).__name__}: {e}); run "
+                          f"`python -c 'import {module}'` for the traceback") from None
+    if not hasattr(found, attr):
+        raise ConfigError(f"{what}: {module} has no {attr}")
+    return getattr(found, attr)
 
 
 @dataclass(frozen=True)

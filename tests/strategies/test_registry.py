@@ -93,6 +93,20 @@ def test_an_entry_may_name_its_config_and_class_as_strings_or_give_them(monkeypa
     assert StrategyEntry("mine", "", UGCLUConfig, Mine).load() is Mine
 
 
+def test_a_broken_strategy_file_is_one_error_naming_it(tmp_path, monkeypatch):
+    """A user's strategy file with a bug (the README example copied without its imports) stops the commands
+    that resolve it with one line naming the module and the error, not a traceback (issue 17)."""
+    (tmp_path / "broken_strategy.py").write_text("class MyConfig(UnlearnConfig):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(STRATEGIES, "mine", StrategyEntry("mine", "broken", "broken_strategy:MyConfig",
+                                                           "broken_strategy:Mine"))
+    with pytest.raises(ConfigError, match=r"cannot import broken_strategy \(NameError: name 'UnlearnConfig'"):
+        strategy_config("mine")
+    monkeypatch.setitem(STRATEGIES, "gone", StrategyEntry("gone", "moved", "no_such_module_here:C", "x:Y"))
+    with pytest.raises(ConfigError, match="cannot import no_such_module_here"):
+        strategy_config("gone")
+
+
 def test_an_entry_whose_class_has_another_name_or_kind_is_refused():
     with pytest.raises(TypeError, match="Mine.name is 'mine'"):
         StrategyEntry("yours", "", StrategyConfig, Mine).load()
