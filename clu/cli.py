@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="publish every per-event measurement to a tracker (repeatable): TensorBoard files under "
                         "OUT/tensorboard, OUT/live.csv, or W&B (offline unless WANDB_MODE is set; the wandb extra)")
 
-    s = sub.add_parser("plot", help="redraw a results folder's figures from its files")
+    s = sub.add_parser("plot", help="redraw a run or sweep folder's figures from its files")
     s.add_argument("dir", type=Path)
 
     s = sub.add_parser("audit", help="check that no forgotten id survives in a run's artefacts")
@@ -388,9 +388,9 @@ def _first_diff(a: Any, b: Any, key: str = "") -> tuple[str, Any, Any]:
 def cmd_plot(args: argparse.Namespace) -> int:
     if not args.dir.is_dir():  # before matplotlib loads
         raise ConfigError("no such results folder", file=args.dir)
-    from clu.plots import plot_run  # deferred: matplotlib
+    from clu.plots import replot  # deferred: matplotlib
 
-    for p in plot_run(args.dir):
+    for p in replot(args.dir):
         print(p)
     return 0
 

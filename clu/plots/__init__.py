@@ -22,10 +22,12 @@ safe in scripts, workers and notebooks alike.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import zlib
 from pathlib import Path
+from typing import Sequence
 
 import matplotlib
 
@@ -36,6 +38,8 @@ from clu.plots.figures import accuracy_matrix, forgetting, stability_plasticity 
 from clu.plots.scaling import plot_requests, plot_scaling  # noqa: E402
 from clu.plots.series import order_labels, run_series, sweep_series  # noqa: E402
 from clu.plots.style import Style, strategy_style  # noqa: E402
+from clu.config import ConfigError  # noqa: E402
+from clu.grid import Grid  # noqa: E402
 from clu.results import read_aggregate, read_run  # noqa: E402
 
 RUN_PLOTS = ("stability_plasticity.png", "forgetting.png", "accuracy_matrix.png")
@@ -81,4 +85,33 @@ def plot_sweep(aggregate_csv: Path | str, out_dir: Path | str) -> list[Path]:
     return paths
 
 
-__all__ = ["RUN_PLOTS", "Style", "plot_requests", "plot_run", "plot_scaling", "plot_sweep", "strategy_style"]
+def plot_sweep_folder(out: Path | str, grid: Grid | None = None, scenarios: Sequence[str] | None = None
+                      ) -> list[Path]:
+    """A sweep folder's figures from its ``aggregate.csv`` into ``out/plots``: :func:`plot_sweep`, and with a
+    scenario grid its scaling and requests figures (``scenarios``: the grid's scenario names)."""
+    out = Path(out)
+    paths = plot_sweep(out / "aggregate.csv", out / "plots")
+    if grid is not None:
+        paths += plot_scaling(out / "aggregate.csv", grid, out / "plots")
+        paths += plot_requests(out / "aggregate.csv", out / "plots", scenarios)
+    return paths
+
+
+def replot(folder: Path | str) -> list[Path]:
+    """``clu plot DIR``: a run folder's figures (:func:`plot_run`), or a sweep folder's (one with sweep.json and
+    aggregate.csv; its grid read back from sweep.json)."""
+    folder = Path(folder)
+    record = folder / "sweep.json"
+    if not (record.is_file() and (folder / "aggregate.csv").is_file()):
+        return plot_run(folder)
+    try:
+        sweep = json.loads(record.read_text())
+        grid = Grid.from_record(sweep["grid"]) if "grid" in sweep else None
+        scenarios = list(sweep["scenarios"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"not a readable sweep.json ({type(e).__name__}: {e})", file=record) from None
+    return plot_sweep_folder(folder, grid, scenarios)
+
+
+__all__ = ["RUN_PLOTS", "Style", "plot_requests", "plot_run", "plot_scaling", "plot_sweep", "plot_sweep_folder",
+           "replot", "strategy_style"]

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from clu.plots import plot_requests, plot_scaling, plot_sweep
+from clu.plots import plot_sweep_folder
 from clu.report import STATS_HEADER, stats_rows, sweep_table
 from clu.results import (
     AggregateRow,
@@ -69,10 +69,8 @@ def aggregate(out: Path, plan: SweepPlan) -> dict[str, Any]:
     plot_error = None
     if results:
         try:
-            plots = [str(p) for p in plot_sweep(out / "aggregate.csv", out / "plots")]
-            if plan.grid is not None:  # the grid's figures: metrics against the grid values and the requests
-                plots += [str(p) for p in plot_scaling(out / "aggregate.csv", plan.grid, out / "plots")]
-                plots += [str(p) for p in plot_requests(out / "aggregate.csv", out / "plots", plan.scenarios)]
+            # with a grid also its figures: metrics against the grid values, and over the requests
+            plots = [str(p) for p in plot_sweep_folder(out, plan.grid, plan.scenarios)]
         except Exception as e:  # noqa: BLE001 - a figure must not cost the sweep its tables
             plot_error = f"{type(e).__name__}: {e}"
             print(f"clu sweep: warning: the plots failed: {plot_error}", file=sys.stderr)

@@ -178,3 +178,17 @@ def test_grid_sweep_on_ray_equals_serial(serial: tuple[Path, Path], tmp_path: Pa
     assert {k[0] for k in got} == set(POINTS)
     assert got == {k: v for k, v in _values(serial[0] / "results.csv").items() if k[2] == "0"}
     assert (out / "plots" / "scaling-rs-fraction.png").is_file()
+
+
+def test_clu_plot_redraws_a_grid_sweeps_figures(serial: tuple[Path, Path], tmp_path: Path) -> None:
+    """``clu plot SWEEP`` (issue 17): the same figures as the sweep drew, the grid's scaling and requests ones
+    included (the grid read back from sweep.json)."""
+    out, _ = serial
+    drawn = sorted(p.name for p in (out / "plots").glob("*.png"))
+    assert any(n.startswith("scaling-") for n in drawn) and any(n.startswith("requests-") for n in drawn)
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("plots", "trials"))
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert main(["plot", str(copy)]) == 0
+    assert sorted(p.name for p in (copy / "plots").glob("*.png")) == drawn
+    assert len(printed.getvalue().split()) == len(drawn)
