@@ -440,12 +440,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         relearn_fraction=args.relearn_fraction,
         checkpoints=args.checkpoints,
     )
-    plan_sweep(req)  # validated before torch, Avalanche or Ray load: a typo's error comes at once
+    plan = plan_sweep(req)  # validated before torch, Avalanche or Ray load: a typo's error comes at once
     check_log(req.log)
-    check_sweep_out(req, "now")
+    check_sweep_out(req, "now")  # the default folder's stamp does not matter: nothing is created here
     from clu.sweeps.run import run_sweep
 
-    result = run_sweep(req)
+    result = run_sweep(req, plan)
     print((result.out / "table.md").read_text())
     s = result.summary
     status = "ok" if result.exit_code == 0 else (

@@ -109,11 +109,11 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def run_sweep(req: SweepRequest) -> SweepResult:
+def run_sweep(req: SweepRequest, plan: SweepPlan | None = None) -> SweepResult:
     """Plan, run the unfinished trials with the chosen executor, aggregate; see :mod:`clu.sweeps`."""
     t0 = time.perf_counter()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    plan = plan_sweep(req)
+    plan = plan_sweep(req) if plan is None else plan  # the command line passes the plan it validated
     check_log(req.log)
     out = prepare_sweep_out(req, stamp)
     settings = {"threads": req.threads, "out": str(out), "fail": req.fail_trials, "log": list(req.log),

@@ -198,11 +198,11 @@ def tune(req: TuneRequest) -> TuneResult:
                             gpus_per_trial=req.gpus_per_trial, retries=req.retries, resume=req.resume, out=out,
                             device=req.device, progress=req.progress, replicas=1, shadows=req.shadows,
                             split="validation")
-        plan_sweep(sreq)  # validated before torch, Avalanche or Ray load
+        plan = plan_sweep(sreq)  # validated before torch, Avalanche or Ray load
         from clu.sweeps.run import run_sweep
 
         try:
-            result = run_sweep(sreq)
+            result = run_sweep(sreq, plan)
         finally:
             if (out / "sweep.json").is_file():
                 for n, t in zip(names, texts):
