@@ -118,3 +118,22 @@ def test_readme_only_writes_tables_and_readme(tmp_path: Path, capsys: pytest.Cap
     assert f"| {ORACLE} (oracle) |" in (tmp_path / "README.md").read_text()
     assert f"| {TWIN} |" in (tmp_path / "t1" / "table.md").read_text()
     assert "no block for noise-floor" in capsys.readouterr().err
+
+
+def test_the_manifest_replans_the_committed_sweeps_to_their_fingerprints() -> None:
+    """Every committed sweep.json's trial fingerprints are the ones planning its manifest entry gives today (the
+    trial folders behind them are not committed): a change to how a trial's config is written or hashed, or to a
+    scenario file or preset a table uses, shows here, before ``make results`` --extend would rerun the table."""
+    from clu.sweeps.plan import SweepRequest, plan_sweep
+
+    checked = 0
+    for name, t in MANIFEST.tables.items():
+        recorded = json.loads((ROOT / "results" / name / "sweep.json").read_text()) if not t.run else {}
+        if "fingerprints" not in recorded:  # a clu run table, or a sweep.json older than fingerprints
+            continue
+        req = SweepRequest(tuple(build._path(s) for s in t.scenarios), tuple(build._path(s) for s in t.strategies),
+                           t.seeds, executor="serial", shadows=t.shadows, replicas=t.replicas, grid=t.grid)
+        planned = {trial.id: trial.fingerprint for trial in plan_sweep(req).trials}
+        assert planned == recorded["fingerprints"], name
+        checked += 1
+    assert checked >= 15
