@@ -16,9 +16,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -264,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     p = C.parser(__doc__)
     p.add_argument("--epochs", type=int, default=6, help="epochs per learn task of the 4-trial scenario (default 6)")
     p.add_argument("--no-readme", action="store_true", help="skip the README digits sweep (tens of minutes)")
+    p.add_argument("--keep", type=Path, metavar="DIR",
+                   help="keep the sweep folders in DIR (replaced) for inspection, instead of a temp folder")
     p.add_argument("--child", choices=("ray", "serial"), help=argparse_hidden())
     p.add_argument("--scenario", help=argparse_hidden())
     p.add_argument("--seeds", help=argparse_hidden())
@@ -277,8 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     slots = C.cores()
     heads, blocks = [], []
-    with tempfile.TemporaryDirectory(prefix="clu-bench-sweep-") as tmp:
-        folder = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            shutil.rmtree(args.keep, ignore_errors=True)
+            args.keep.mkdir(parents=True)
+            folder = args.keep
+        else:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="clu-bench-sweep-")))
         if not args.no_readme:
             loads: dict[str, str] = {}
             runs = {}

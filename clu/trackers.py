@@ -22,7 +22,7 @@ import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from clu.config import ConfigError
 from clu.files import clean, csv_text, format_value, write_atomic
@@ -206,17 +206,24 @@ class WandbTracker:
 
 
 class TuneTracker:
-    """A sweep trial's points to Ray Tune (``tune.report``), one report per (strategy, step): Tune's callbacks,
-    loggers and the trial analysis see ``event_step``, ``event_kind``, ``strategy`` and the metrics."""
+    """A sweep trial's points to Ray Tune, one report per (strategy, step): Tune's callbacks, loggers and the
+    trial analysis see ``event_step``, ``event_kind``, ``strategy`` and the metrics. ``report`` sends one
+    result (default ``ray.tune.report``; the Ray executor passes its background reporter)."""
+
+    def __init__(self, report: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.report = report
 
     def publish(self, points: Sequence[Point]) -> None:
-        from ray import tune
+        report = self.report
+        if report is None:
+            from ray import tune
 
+            report = tune.report
         groups: dict[tuple[str, int, str], dict[str, float]] = defaultdict(dict)
         for p in points:
             groups[(p.strategy, p.step, p.kind)][p.metric] = p.value
         for (strategy, step, kind), values in groups.items():
-            tune.report({"strategy": strategy, "event_step": step, "event_kind": kind, **values})
+            report({"strategy": strategy, "event_step": step, "event_kind": kind, **values})
 
     def close(self) -> None:
         pass

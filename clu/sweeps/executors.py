@@ -16,8 +16,10 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import re
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -27,12 +29,13 @@ from clu.cluster import check_loopback, local_instance_env, private_local_instan
 from clu.sweeps.plan import SweepRequest, Trial, local_cpus, read_done
 from clu.sweeps.progress import Progress, last_error
 from clu.sweeps.pack import Pack, choose_executor, pack_trials
-from clu.sweeps.trial import run_pack, run_trial
 
 _MAX_RAY_TMPDIR = 36
 
 
 def run_serial(todo: Sequence[Trial], out: Path, settings: dict[str, Any], retries: int, progress: Progress) -> None:
+    from clu.sweeps.trial import run_trial  # deferred (torch, Avalanche): a Ray driver never needs them
+
     for t in todo:
         for attempt in range(retries + 1):
             try:
@@ -77,13 +80,51 @@ def _last_line(error: BaseException | None) -> str | None:
 
 
 def _tune_trainable(config: dict[str, Any]) -> None:
-    """The Tune function trainable: run the pack ``config["trial"]``, reporting each ended attempt (one result
-    each, ``clu_event``), then the pack's end."""
-    from ray import tune  # in a Ray worker: Ray is there already
+    """The Tune function trainable: run the pack ``config["trial"]``, reporting its trials' per-event values and
+    each ended attempt (one result each), then the pack's end."""
+    from clu.sweeps.trial import run_pack  # in a Ray worker: imported once per reused actor
 
-    told = run_pack(config["trial"], config["settings"],
-                    lambda event: tune.report({"trial": event["trial"], "clu_event": json.dumps(event)}))
-    tune.report({"trial": config["trial"]["id"], "clu_pack_events": len(told)})
+    with _BackgroundReports() as report:
+        told = run_pack(config["trial"], config["settings"], report)
+        report({"trial": config["trial"]["id"], "clu_pack_events": len(told)})
+
+
+class _BackgroundReports:
+    """``ray.tune.report`` from a thread of its own, in order. A function trainable reports synchronously: each
+    report waits until the driver has taken the result before it, a round trip of milliseconds (more while the
+    driver writes its logs), which a trial reporting in line would spend idle, once per event. Queued here, the
+    trial goes on computing; leaving the block waits until every result is reported (and re-raises a report's
+    error). If the worker dies first, what did not reach the driver is recovered from the trials' ``done.json``."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._send, name="clu-tune-report", daemon=True)
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> "_BackgroundReports":
+        self._thread.start()
+        return self
+
+    def __call__(self, result: dict[str, Any]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(result)
+
+    def _send(self) -> None:
+        from ray import tune
+
+        while (result := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    tune.report(result)
+                except BaseException as e:  # noqa: BLE001 - handed to the trial's thread
+                    self._error = e
+
+    def __exit__(self, *exc: object) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None and exc[0] is None:
+            raise self._error
 
 
 @contextmanager

@@ -11,6 +11,7 @@ event, then the joined values), before the executor's closing report; ``settings
 from __future__ import annotations
 
 import datetime as dt
+import json
 import platform
 import shutil
 import time
@@ -29,13 +30,16 @@ from clu.sweeps.plan import DONE, read_done
 from clu.trackers import TuneTracker, in_tune_session
 
 
-def run_trial(spec: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+Report = Callable[[dict[str, Any]], None]
+
+
+def run_trial(spec: dict[str, Any], settings: dict[str, Any], report: Report | None = None) -> dict[str, Any]:
     """Run one trial into its folder and mark it done.
 
     ``spec`` is :meth:`clu.sweeps.plan.Trial.spec`; ``settings`` holds ``threads``, ``out`` (the sweep folder)
     and ``fail`` (the tests' failure injection, see :attr:`clu.sweeps.plan.SweepRequest.fail_trials`).
     Raises whatever the run raises (after writing ``error.txt`` into the trial folder). Returns the content
-    of ``done.json``.
+    of ``done.json``. ``report`` (in a Ray Tune trial) sends its per-event measurements to Tune.
     """
     folder = Path(spec["dir"])
     if folder.exists():
@@ -43,7 +47,7 @@ def run_trial(spec: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         _injected_failure(spec["id"], settings)
-        return _run(spec, settings, folder, t0)
+        return _run(spec, settings, folder, t0, report)
     except BaseException as e:
         if not isinstance(e, KeyboardInterrupt):
             folder.mkdir(parents=True, exist_ok=True)
@@ -51,28 +55,28 @@ def run_trial(spec: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
         raise
 
 
-def run_pack(pack: dict[str, Any], settings: dict[str, Any], tell: Callable[[dict[str, Any]], None]) -> list[dict]:
+def run_pack(pack: dict[str, Any], settings: dict[str, Any], report: Report) -> list[dict]:
     """Run a pack's trials (:meth:`clu.sweeps.pack.Pack.spec`) one after the other; returns the events told.
 
     A trial already finished with its fingerprint (by an earlier attempt of this pack, whose worker died) is
     skipped. A trial that raises is retried ``settings["retries"]`` times, as :func:`clu.sweeps.executors.run_serial`
-    does, and the pack goes on with the next one. ``tell`` gets one event per ended attempt:
-    ``{"event": "finished", "trial": id, "done": done.json}``, ``{"event": "retry" | "failed", "trial": id,
-    "error": message}``.
+    does, and the pack goes on with the next one. ``report`` sends Tune the trials' per-event measurements and
+    one event per ended attempt (``clu_event``, JSON): ``{"event": "finished", "trial": id, "done": done.json}``,
+    ``{"event": "retry" | "failed", "trial": id, "error": message}``.
     """
     retries = int(settings.get("retries", 0))
     told: list[dict[str, Any]] = []
 
     def say(event: dict[str, Any]) -> None:
         told.append(event)
-        tell(event)
+        report({"trial": event["trial"], "clu_event": json.dumps(event)})
 
     for spec in pack["units"]:
         if read_done(Path(spec["dir"]), spec["fingerprint"]) is not None:
             continue
         for attempt in range(retries + 1):
             try:
-                done = run_trial(spec, settings)
+                done = run_trial(spec, settings, report)
             except Exception as e:  # noqa: BLE001 - any trial error is retried, then reported
                 kind = "retry" if attempt < retries else "failed"
                 say({"event": kind, "trial": spec["id"], "error": f"{type(e).__name__}: {e}"})
@@ -82,14 +86,15 @@ def run_pack(pack: dict[str, Any], settings: dict[str, Any], tell: Callable[[dic
     return told
 
 
-def _run(spec: dict[str, Any], settings: dict[str, Any], folder: Path, t0: float) -> dict[str, Any]:
+def _run(spec: dict[str, Any], settings: dict[str, Any], folder: Path, t0: float,
+         report: Report | None) -> dict[str, Any]:
     threads = int(settings["threads"])
     config = run_config_from_toml(spec["config_toml"], f"trial {spec['id']}")
     unit = UnitSpec(**spec["unit"])
     # a shadow unit is no reported row, so a run leaves it out of metrics.csv: its trial runs it as the folder's
     # oracle (it is one: a retrain), so that its records and margins are there to read back
     runs_as = replace(unit, role="oracle") if unit.role == "shadow" else unit
-    log = (*settings.get("log", ()), *([TuneTracker()] if in_tune_session() else []))
+    log = (*settings.get("log", ()), *([TuneTracker(report)] if report is not None or in_tune_session() else []))
     before = torch.get_num_threads()
     try:
         with threadpool_limits(limits=threads):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,13 @@ def test_a_pack_runs_its_trials_with_retries_and_skips_finished_ones(tmp_path: P
     pack = Pack(tuple(trials)).spec(out)
     settings = {"threads": 1, "out": str(out), "log": [], "retries": 1,
                 "fail": f"{trials[1].id}:1,{trials[2].id}"}  # the twin fails once, naive on every attempt
-    told: list[dict] = []
-    assert run_pack(pack, settings, told.append) == told
+    reported: list[dict] = []
+    told = run_pack(pack, settings, reported.append)
+    assert told == [json.loads(r["clu_event"]) for r in reported if "clu_event" in r]
+    # the oracle's per-event measurements (results with its event steps) reach Tune before its attempt's end
+    first_end = next(i for i, r in enumerate(reported) if "clu_event" in r)
+    steps = {r["event_step"] for r in reported[:first_end] if r["strategy"] == "retrain"}
+    assert len(steps) >= 2 and steps == set(range(len(steps)))
     assert [(e["event"], e["trial"]) for e in told] == [
         ("finished", trials[0].id), ("retry", trials[1].id), ("finished", trials[1].id),
         ("retry", trials[2].id), ("failed", trials[2].id)]
@@ -99,8 +105,7 @@ def test_a_pack_runs_its_trials_with_retries_and_skips_finished_ones(tmp_path: P
     assert told[0]["done"] == read_done(trials[0].folder(out), trials[0].fingerprint)
     # a second attempt of the pack (its worker died) runs only what has no done.json
     first = (trials[0].folder(out) / "done.json").stat().st_mtime_ns
-    again: list[dict] = []
-    run_pack(pack, {**settings, "fail": None}, again.append)
+    again = run_pack(pack, {**settings, "fail": None}, lambda result: None)
     assert [(e["event"], e["trial"]) for e in again] == [("finished", trials[2].id)]
     assert (trials[0].folder(out) / "done.json").stat().st_mtime_ns == first
 
