@@ -32,6 +32,9 @@ from clu.checkpoints import load_checkpoint, save_checkpoint
 from clu.strategies import STRATEGIES, ReplayConfig, StrategyEntry, register
 from clu.strategies.er import ER
 
+# one worker runs this module: the end-to-end runs (a module fixture) are then made once, not once per worker
+pytestmark = pytest.mark.xdist_group("audit")
+
 # A hand-made stream: learn ids 0-9 (classes 0, 1); forget class 1 (ids 5-9) at step 1; learn ids 10-14 at
 # step 2; forget id 10 at step 3; learn ids 5-9 again at step 4 (as a task-aware T, F, then R would).
 EVENTS = [
@@ -229,15 +232,19 @@ def _scenario(tmp: Path, name: str) -> Path:
     return path
 
 
+SHADOWS = 2
+
+
 @pytest.fixture(scope="module")
 def real_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every strategy on digits-class (task-agnostic) and the task-aware ones on digits-task-aware."""
+    """Every strategy on digits-class (task-agnostic) and the task-aware ones on digits-task-aware; two shadow
+    oracles (their margins files are scanned like the rest; eight would only repeat them)."""
     tmp = tmp_path_factory.mktemp("audit-runs")
     agnostic = [n for n, e in STRATEGIES.items() if not e.task_aware_only]
     aware = ["clpu_derpp", "retrain_stream", "er"]
     out = {}
     for name, strategies in (("digits-class", agnostic), ("digits-task-aware", aware)):
-        cfg = resolve_config(str(_scenario(tmp, name)), strategies, 1, "cpu")
+        cfg = resolve_config(str(_scenario(tmp, name)), strategies, 1, "cpu", shadows=SHADOWS)
         out[name] = clu.run(cfg, out=tmp / name, make_plots=False).out
     return out
 
@@ -249,7 +256,7 @@ def test_untouched_runs_of_every_strategy_pass(real_runs: dict[str, Path], scena
     report = audit_run(run)
     assert report.ok, report.render()
     labels = {p.name for p in (run / "checkpoints").iterdir()}
-    extra = {"retrain-twin", *(f"retrain-shadow-{j}" for j in range(1, 9))}  # the floor and the attack's shadows
+    extra = {"retrain-twin", *(f"retrain-shadow-{j}" for j in range(1, SHADOWS + 1))}  # the floor, the shadows
     assert {p.name for p in (run / "margins").iterdir()} == labels  # margins files are scanned like the rest
     if scenario == "digits-class":
         assert labels == {n for n, e in STRATEGIES.items() if not e.task_aware_only} | extra

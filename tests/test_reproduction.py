@@ -2,19 +2,20 @@
 committed results is re-run and must give the committed figures, so a change that silently moves a published
 number fails CI.
 
-The slice: digits-class, seeds 0, 1, 2, ``ugclu`` and two baselines of the ``digits-class`` table (``er_rl``,
+The slice: digits-class, seeds 0 and 1, ``ugclu`` and two baselines of the ``digits-class`` table (``er_rl``,
 ``er_sfron``) with the oracle and its twin, no shadow oracles, serial executor (threads = 1, as in the
 committed sweep). The figures: the whole-run ``AvgGap`` and ``AvgGap_req`` and the final event's ``TA`` and
 ``FA``, per seed from both results.csv files.
 
-Tolerance. Per (strategy, figure) the mean over the three seeds of the fresh run is compared with the mean
-over the same seeds of the committed run, within ``max(K · std / √3, FLOOR)``, std being that figure's
-spread over the committed seeds 0–9. std / √3 is the standard error of a three-seed mean: with K = 1, a
-change that moves a figure by one standard error of what the slice can measure fails, while float-level
-differences between platforms (another BLAS summation order, which training may amplify but not beyond
-seed-to-seed noise on average) pass. FLOOR (half a point) keeps zero-spread figures (the oracle's gaps, an FA
-of 0 in every seed) from demanding bit equality. On one platform the run is deterministic, so every per-seed
-value should match exactly; the assertion message says how many do.
+Tolerance. Per (strategy, figure) the mean over the two seeds of the fresh run is compared with the mean
+over the same seeds of the committed run, within ``max(K · std / √2, FLOOR)``, std being that figure's
+spread over the committed seeds 0–9, so std / √2 is the standard error of a two-seed mean. K = 2: on the
+platform that made the tables the run is deterministic and every per-seed value matches exactly (the
+assertion message says how many do); on another CPU (an AVX-512 Xeon against the AMD EPYC of the tables:
+22 of 40 values identical) BLAS sums in another order, training amplifies it, and two-seed means moved by up
+to 1.6 standard errors. K = 2 passes that and still fails a change that moves a figure by two standard errors
+of what the slice can measure. FLOOR (half a point) keeps zero-spread figures (the oracle's gaps, an FA of 0
+in every seed) from demanding bit equality.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from clu.verdicts import per_seed
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "results" / "digits-class" / "results.csv"
 SCENARIO = "digits-class"
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1)
 STRATEGIES = ("ugclu", "er_rl", "er_sfron")
 FIGURES = ("AvgGap_mean", "AvgGap_req", "TA", "FA")
 """Whole-run AvgGap and AvgGap_req, final-event TA and FA (results.csv names)."""
-K = 1.0
+K = 2.0
 FLOOR = 0.005
 """Half a point (figures are fractions)."""
 
@@ -127,15 +128,15 @@ def _write(path: Path, rows: list[ResultRow]) -> Path:
 def test_comparison_passes_identical_and_flags_a_moved_figure(tmp_path: Path) -> None:
     ref = _write(tmp_path / "ref.csv", _rows())
     fresh = _write(tmp_path / "fresh.csv", [r for r in _rows() if r.seed in SEEDS])
-    assert check_reproduction(ref, fresh) == "60 of 60 per-seed values identical to the committed ones"
-    # std of TA over seeds 0-9 = 0.004 * std(0..9) = 0.0121; tol = 0.0121 / sqrt(3) = 0.0070 > FLOOR
+    assert check_reproduction(ref, fresh) == "40 of 40 per-seed values identical to the committed ones"
+    # std of TA over seeds 0-9 = 0.004 * std(0..9) = 0.0121; tol = 2 * 0.0121 / sqrt(2) = 0.0171 > FLOOR
     tol = tolerances(read_results(ref), [ORACLE, TWIN, *STRATEGIES])
-    assert tol[("ugclu", "TA")] == pytest.approx(0.004 * np.std(range(10), ddof=1) / math.sqrt(3))
+    assert tol[("ugclu", "TA")] == pytest.approx(2 * 0.004 * np.std(range(10), ddof=1) / math.sqrt(2))
     assert tol[("ugclu", "FA")] == FLOOR  # no spread: the floor
     small = _write(tmp_path / "small.csv", [r for r in _rows({("ugclu", 0, "TA"): 0.015}) if r.seed in SEEDS])
-    assert check_reproduction(ref, small).startswith("59 of 60")  # the mean moves 0.005 < tol: passes, not exact
+    assert check_reproduction(ref, small).startswith("39 of 40")  # the mean moves 0.0075 < tol: passes, not exact
     moved = _write(tmp_path / "moved.csv", [r for r in _rows({("er_rl", 1, "FA"): 0.03}) if r.seed in SEEDS])
-    with pytest.raises(AssertionError, match=r"er_rl FA: .*59 of 60|59 of 60(.|\n)*er_rl FA"):
+    with pytest.raises(AssertionError, match=r"er_rl FA: .*39 of 40|39 of 40(.|\n)*er_rl FA"):
         check_reproduction(ref, moved)
     gone = _write(tmp_path / "gone.csv", [r for r in _rows() if r.seed in SEEDS and r.strategy != "er_sfron"])
     with pytest.raises(AssertionError, match="er_sfron TA: missing"):

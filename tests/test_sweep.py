@@ -415,7 +415,9 @@ def test_killed_sweep_resumes_only_unfinished_trials(serial: tuple[Path, int, st
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     tiny, out = str(_tiny(tmp_path)), tmp_path / "sweep"
     args = [tiny, "--strategies", "naive", "--seeds", "0-1", "--executor", "serial", "--out", str(out)]
-    real, calls = E.run_trial, []
+    import clu.sweeps.trial as trial_module  # the serial executor imports run_trial from there when it runs
+
+    real, calls = trial_module.run_trial, []
 
     def killed_on_third(spec: dict, settings: dict) -> dict:
         calls.append(spec["id"])
@@ -425,13 +427,13 @@ def test_killed_sweep_resumes_only_unfinished_trials(serial: tuple[Path, int, st
             raise KeyboardInterrupt
         return real(spec, settings)
 
-    monkeypatch.setattr(E, "run_trial", killed_on_third)
+    monkeypatch.setattr(trial_module, "run_trial", killed_on_third)
     code, _, stderr = _cli(args)
     assert code == 130 and "--resume" in stderr
     assert not (out / "results.csv").exists()
     finished = {t: (out / "trials" / "tiny" / t.split("/")[1] / f"seed-{t[-1]}" / "done.json").stat().st_mtime_ns
                 for t in calls[:2]}
-    monkeypatch.setattr(E, "run_trial", real)
+    monkeypatch.setattr(trial_module, "run_trial", real)
     code, _, stderr = _cli([*args, "--resume"])
     assert code == 0, stderr
     summary = json.loads((out / "sweep_summary.json").read_text())

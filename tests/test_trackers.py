@@ -1,4 +1,5 @@
-"""clu's per-event measurements reach the trackers (issue 16): TensorBoard, the live CSV, W&B, Ray Tune."""
+"""clu's per-event measurements reach the trackers (issue 16): TensorBoard, the live CSV, W&B (Ray Tune: the packed
+Ray sweep test in tests/sweeps/test_pack.py reads them back from Tune's result files)."""
 
 from __future__ import annotations
 
@@ -14,22 +15,14 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from clu import ConfigError, resolve_config, run
 from clu.cli import main
-from clu.records import FINAL
 from clu.trackers import LIVE_CSV, TENSORBOARD_DIR, check_log
-from tiny import TINY
+from tiny import TINY, metrics_csv_values
 
 
 def _tiny(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(TINY)
     return path
-
-
-def _metrics_csv(folder: Path) -> dict[tuple[str, int, str], float]:
-    """(strategy, step, metric) → value of metrics.csv's per-event rows that apply."""
-    with (folder / "metrics.csv").open() as f:
-        return {(r["strategy"], int(r["step"]), r["metric"]): float(r["value"]) for r in csv.DictReader(f)
-                if r["step"] != FINAL and r["value"] != ""}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +55,7 @@ def test_the_live_csv_holds_exactly_the_metrics_csv_values(logged: Path) -> None
     with (logged / LIVE_CSV).open() as f:
         rows = list(csv.DictReader(f))
     live = {(r["strategy"], int(r["step"]), r["metric"]): float(r["value"]) for r in rows if r["metric"] != "time_s"}
-    per_event = _metrics_csv(logged)
+    per_event = metrics_csv_values(logged)
     assert {k: v for k, v in live.items() if k in per_event} == per_event  # every value, bit for bit
     keys = [(r["strategy"], r["step"], r["metric"]) for r in rows]
     assert len(keys) == len(set(keys))  # each value published once
@@ -109,27 +102,5 @@ def test_wandb_gets_every_value_offline_under_the_run_folder(tmp_path: Path, mon
     assert ("*", {"step_metric": "event_step"}) in calls["defined"] and calls["finished"]
     logged = {(k.rsplit("/", 1)[0], v["event_step"], k.rsplit("/", 1)[1]): x
               for v in calls["log"] for k, x in v.items() if k != "event_step"}
-    per_event = _metrics_csv(tmp_path / "r")
+    per_event = metrics_csv_values(tmp_path / "r")
     assert {k: v for k, v in logged.items() if k in per_event} == per_event
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("ray")
-def test_a_tune_trial_reports_its_metrics_csv_values(tmp_path: Path) -> None:
-    from clu.sweeps import SweepRequest, run_sweep
-
-    out = tmp_path / "sw"
-    result = run_sweep(SweepRequest((str(_tiny(tmp_path)),), ("naive",), (0,), executor="ray", retries=0, out=out,
-                                    progress=False))
-    assert result.exit_code == 0
-    results = list((out / "tune").glob("*/*naive*/result.json"))
-    assert len(results) == 1, list((out / "tune").rglob("result.json"))
-    reported: dict[tuple[str, int, str], float] = {}
-    for line in results[0].read_text().splitlines():
-        r = json.loads(line)
-        if "event_step" in r:
-            reported.update({(r["strategy"], r["event_step"], k): v for k, v in r.items()
-                             if isinstance(v, float) and (r["strategy"], r["event_step"], k) not in reported})
-    trial = next(p.parent for p in out.glob("trials/**/metrics.csv") if "naive" in str(p))
-    per_event = _metrics_csv(trial)
-    assert per_event and {k: v for k, v in reported.items() if k in per_event} == per_event

@@ -1,5 +1,10 @@
 """The tiny digits scenario shared by the strategy, driver and runner tests (3 tasks x 2 classes, 1 epoch,
-a 32-unit MLP, one class request after each task from the 2nd on)."""
+a 32-unit MLP, one class request after each task from the 2nd on), and a reader of a run's per-event values."""
+
+import csv
+from pathlib import Path
+
+from clu.results import FINAL
 
 TINY = """
 name = "tiny"
@@ -21,3 +26,10 @@ buffer_size = 50
 kind = "class"
 start_after = 2
 """
+
+
+def metrics_csv_values(folder: Path) -> dict[tuple[str, int, str], float]:
+    """(strategy, step, metric) → value of a run folder's metrics.csv per-event rows that apply."""
+    with (folder / "metrics.csv").open() as f:
+        return {(r["strategy"], int(r["step"]), r["metric"]): float(r["value"]) for r in csv.DictReader(f)
+                if r["step"] != FINAL and r["value"] != ""}

@@ -69,8 +69,8 @@ class _QuietTrialErrors(logging.Filter):
 
 
 def _tune_trial_name(trial: Any) -> str:
-    """Tune trial (folder) name: the trial id, file-name safe."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", trial.config["trial"]["id"])
+    """Tune trial (folder) name: the pack id, file-name safe."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", trial.config["pack"])
 
 
 def _last_line(error: BaseException | None) -> str | None:
@@ -79,14 +79,16 @@ def _last_line(error: BaseException | None) -> str | None:
     return lines[-1].strip() if lines else None
 
 
-def _tune_trainable(config: dict[str, Any]) -> None:
-    """The Tune function trainable: run the pack ``config["trial"]``, reporting its trials' per-event values and
-    each ended attempt (one result each), then the pack's end."""
+def _tune_trainable(config: dict[str, Any], packs: dict[str, dict[str, Any]]) -> None:
+    """The Tune function trainable: run the pack ``packs[config["pack"]]``, reporting its trials' per-event values
+    and each ended attempt (one result each), then the pack's end. The packs' specs (every unit's config.toml)
+    reach the workers once, through the object store (``tune.with_parameters``): Tune's config, which it copies
+    into every result it logs, holds the pack's id only."""
     from clu.sweeps.trial import run_pack  # in a Ray worker: imported once per reused actor
 
     with _BackgroundReports() as report:
-        told = run_pack(config["trial"], config["settings"], report)
-        report({"trial": config["trial"]["id"], "clu_pack_events": len(told)})
+        told = run_pack(packs[config["pack"]], config["settings"], report)
+        report({"trial": config["pack"], "clu_pack_events": len(told)})
 
 
 class _BackgroundReports:
@@ -216,15 +218,17 @@ def _ray_fit(todo: Sequence[Trial], out: Path, settings: dict[str, Any], req: Sw
                     events.told(json.loads(result["clu_event"]))
 
             def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-                events.worker_died(trial.config["trial"]["id"], _last_line(trial.get_error()), gave_up=False)
+                events.worker_died(trial.config["pack"], _last_line(trial.get_error()), gave_up=False)
 
             def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-                events.worker_died(trial.config["trial"]["id"], _last_line(trial.get_error()), gave_up=True)
+                events.worker_died(trial.config["pack"], _last_line(trial.get_error()), gave_up=True)
 
-        trainable = tune.with_resources(_tune_trainable, {"cpu": req.cpus_per_trial, "gpu": req.gpus_per_trial})
+        specs = {pid: p.spec(out) for pid, p in packs.items()}
+        trainable = tune.with_resources(tune.with_parameters(_tune_trainable, packs=specs),
+                                        {"cpu": req.cpus_per_trial, "gpu": req.gpus_per_trial})
         tuner = tune.Tuner(
             trainable,
-            param_space={"trial": tune.grid_search([p.spec(out) for p in packs.values()]),
+            param_space={"pack": tune.grid_search(list(specs)),
                          "settings": {**settings, "retries": req.retries}},
             tune_config=tune.TuneConfig(
                 num_samples=1, reuse_actors=True, max_concurrent_trials=slots,

@@ -2,10 +2,11 @@
 
 A Tune trial costs a fixed amount besides its work (a placement group, an actor call, its result files), which
 dominates trials of a second or two. So the Ray executor runs a **pack** of trials as one Tune trial: trials of
-the same (scenario, seed), in plan order (the oracle first), cut into about ``PACKS_PER_SLOT`` packs per parallel
-slot so that the slots stay evenly busy to the end. Each trial of a pack keeps its own folder, ``done.json``,
-attempts and progress line: packing changes how work reaches the workers, never what a trial writes. A small
-sweep (fewer trials than ``PACKS_PER_SLOT`` × slots) gets one trial per pack.
+the same (scenario, seed), in plan order (the oracle first). Packs shrink as the sweep goes on (guided
+scheduling): a pack holds at most 1 / (``PACKS_PER_SLOT`` × slots) of the trials not yet packed, so the first
+packs are long (few Tune trials) and the last ones a trial or two, and the slots finish together instead of one
+waiting for the other's last long pack. Each trial of a pack keeps its own folder, ``done.json``, attempts and
+progress line: packing changes how work reaches the workers, never what a trial writes.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any, Literal, Sequence
 
 from clu.sweeps.plan import Trial
 
-PACKS_PER_SLOT = 8
-"""Tune trials per parallel slot a sweep is cut into (at least): the last pack to start leaves at most about
-1/8 of a slot's share idle on the other slots."""
+PACKS_PER_SLOT = 4
+"""A pack holds at most 1 / (this × slots) of the trials still to pack: when the last packs start, the other slots
+have at most that share of the remaining work left."""
 BREAK_EVEN_TRIALS = 34
 """Below this many trials to run, ``--executor auto`` runs a sweep in-process: Ray's fixed cost (import,
 ``ray.init``, each worker's torch and Avalanche import) outweighs what the second slot saves. Measured by
@@ -49,24 +50,24 @@ class Pack:
 
 
 def pack_trials(todo: Sequence[Trial], slots: int, per_slot: int = PACKS_PER_SLOT) -> list[Pack]:
-    """Cut the trials into packs: per (scenario, seed), consecutive runs of near-equal size, so that there are
-    at least ``per_slot × slots`` packs (or one per trial). Order: the (scenario, seed) groups as they first
-    appear in ``todo``, each group's trials in ``todo`` order (the oracle first)."""
+    """Cut the trials into packs, in order: the (scenario, seed) groups as they first appear in ``todo``, each
+    group's trials in ``todo`` order (the oracle first). A group is cut into near-equal consecutive packs of at
+    most ``ceil(R / (per_slot × slots))`` trials, R being the trials not yet packed when the group is reached."""
     groups: dict[tuple[str, int], list[Trial]] = {}
     for t in todo:
         groups.setdefault((t.scenario, t.seed), []).append(t)
-    if not groups:
-        return []
-    cuts = max(1, math.ceil(per_slot * max(1, slots) / len(groups)))
+    left = len(todo)
     packs: list[Pack] = []
     for trials in groups.values():
-        n = min(cuts, len(trials))
+        cap = max(1, math.ceil(left / (per_slot * max(1, slots))))
+        n = math.ceil(len(trials) / cap)
         size, extra = divmod(len(trials), n)
         start = 0
         for k in range(n):
             end = start + size + (k < extra)
             packs.append(Pack(tuple(trials[start:end]), k + 1))
             start = end
+        left -= len(trials)
     return packs
 
 

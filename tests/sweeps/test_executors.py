@@ -37,15 +37,15 @@ def _values(path: Path) -> dict[tuple[str, ...], str]:
                 r["value"] for r in csv.DictReader(f) if "time" not in r["metric"]}
 
 
-def _killing_trainable(real: Callable[[dict], None], target: str, probe: Path) -> Callable[[dict], None]:
+def _killing_trainable(real: Callable[..., None], target: str, probe: Path) -> Callable[..., None]:
     """Wrap the Tune trainable: every call records its worker's view of the instance; the first attempt of
     ``target`` SIGKILLs its worker once the trial has started writing its folder. A nested function, so Ray
     ships it by value (the workers cannot import this test module)."""
 
-    def trainable(config: dict[str, Any]) -> None:
+    def trainable(config: dict[str, Any], packs: dict[str, dict[str, Any]]) -> None:
         import ray
 
-        spec = config["trial"]
+        spec = packs[config["pack"]]
         token = os.environ.get("RAY_AUTH_TOKEN_PATH")
         (probe / f"call-{os.getpid()}-{time.monotonic_ns()}.json").write_text(json.dumps({
             "trial": spec["id"], "pid": os.getpid(), "gcs": ray.get_runtime_context().gcs_address,
@@ -64,7 +64,7 @@ def _killing_trainable(real: Callable[[dict], None], target: str, probe: Path) -
                 os.kill(os.getpid(), signal.SIGKILL)
 
             threading.Thread(target=kill_mid_trial, daemon=True).start()
-        real(config)
+        real(config, packs)
 
     return trainable
 
@@ -82,7 +82,7 @@ def test_a_killed_worker_is_retried_on_a_private_local_instance(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     scenario = tmp_path / "tiny.toml"
     scenario.write_text(TINY)
-    fields = {"scenarios": (str(scenario),), "strategies": ("naive",), "seeds": (0,), "retries": 1}
+    fields = {"scenarios": (str(scenario),), "strategies": ("naive",), "seeds": (0,), "retries": 1, "shadows": 0}
     serial, _ = _sweep(SweepRequest(**fields, executor="serial", out=tmp_path / "serial"))
     assert serial.exit_code == 0
     probe = tmp_path / "probe"

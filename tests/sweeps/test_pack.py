@@ -21,7 +21,7 @@ from clu.sweeps.pack import BREAK_EVEN_TRIALS, Pack, choose_executor, pack_trial
 from clu.sweeps.plan import SweepRequest, plan_sweep, read_done
 from clu.sweeps.progress import Progress
 from clu.sweeps.trial import run_pack
-from tiny import TINY
+from tiny import TINY, metrics_csv_values
 
 
 def _plan(tmp_path: Path, strategies: tuple[str, ...] = ("naive", "er"), seeds: tuple[int, ...] = (0, 1)) -> Any:
@@ -32,7 +32,9 @@ def _plan(tmp_path: Path, strategies: tuple[str, ...] = ("naive", "er"), seeds: 
 
 def test_packs_keep_every_trial_once_per_scenario_and_seed_in_plan_order(tmp_path: Path) -> None:
     trials = _plan(tmp_path, ("naive", "er", "er_ga"), (0, 1, 2)).trials  # 5 trials × 3 seeds
-    for slots, per_slot, sizes in ((1, 1, [5, 5, 5]), (2, 2, [3, 2] * 3), (2, 8, [1] * 15), (1, 3, [5, 5, 5])):
+    # guided: at most ceil(R / (per_slot × slots)) trials per pack, R = trials not yet packed (15, 10, 5)
+    for slots, per_slot, sizes in ((1, 1, [5, 5, 5]), (2, 2, [3, 2, 3, 2, 2, 2, 1]), (2, 8, [1] * 15),
+                                   (1, 3, [5, 3, 2, 2, 2, 1])):
         packs = pack_trials(trials, slots, per_slot)
         assert [len(p.trials) for p in packs] == sizes
         assert sorted(t.id for p in packs for t in p.trials) == sorted(t.id for t in trials)
@@ -152,7 +154,7 @@ def test_packed_ray_sweep_equals_serial_with_per_trial_retries(tmp_path: Path,
     fields = {"scenarios": (str(scenario),), "strategies": ("naive", "er"), "seeds": (0, 1), "shadows": 0,
               "retries": 1, "fail_trials": "tiny/er/1,tiny/naive/0:1"}
     serial = run_sweep(SweepRequest(**fields, executor="serial", out=tmp_path / "serial", progress=False))
-    monkeypatch.setattr(E, "pack_trials", lambda todo, slots: pack_trials(todo, slots, per_slot=1))
+    monkeypatch.setattr(E, "pack_trials", lambda todo, slots: pack_trials(todo, 1, per_slot=1))  # a pack per seed
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         result = run_sweep(SweepRequest(**fields, executor="ray", out=tmp_path / "ray"))
@@ -171,3 +173,15 @@ def test_packed_ray_sweep_equals_serial_with_per_trial_retries(tmp_path: Path,
     assert len([x for x in stderr.splitlines() if x.startswith("[")]) == 8
     assert "tiny naive seed=0: attempt 1 of 2 failed" in stderr
     assert _values(tmp_path / "ray" / "results.csv") == _values(tmp_path / "serial" / "results.csv")
+    # every per-event measurement reached Tune (one result per event and strategy): naive/0's metrics.csv values
+    # are in its pack's result.json (its failed first attempt reported nothing)
+    reported: dict[tuple[str, int, str], float] = {}
+    pack_results = next((tmp_path / "ray" / "tune").iterdir()) / "tiny_0_pack-1" / "result.json"
+    for line in pack_results.read_text().splitlines():
+        r = json.loads(line)
+        if r.get("strategy") == "naive":
+            reported.update({("naive", r["event_step"], k): v for k, v in r.items()
+                             if isinstance(v, float) and ("naive", r["event_step"], k) not in reported})
+    trial = next(t for t in plan_sweep(SweepRequest(**fields, out=tmp_path / "ray")).trials if t.id == "tiny/naive/0")
+    per_event = metrics_csv_values(trial.folder(tmp_path / "ray"))
+    assert per_event and {k: v for k, v in reported.items() if k in per_event} == per_event
