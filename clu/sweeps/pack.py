@@ -21,7 +21,7 @@ from clu.sweeps.plan import Trial
 PACKS_PER_SLOT = 4
 """A pack holds at most 1 / (this × slots) of the trials still to pack: when the last packs start, the other slots
 have at most that share of the remaining work left."""
-BREAK_EVEN_TRIALS = 34
+BREAK_EVEN_TRIALS = 16
 """Below this many trials to run, ``--executor auto`` runs a sweep in-process: Ray's fixed cost (import,
 ``ray.init``, each worker's torch and Avalanche import) outweighs what the second slot saves. Measured by
 ``bench/sweep_scaling.py`` on 2 cores (bench/RESULTS.md, "break-even")."""
