@@ -109,3 +109,28 @@ def test_a_killed_worker_is_retried_on_a_private_local_instance(tmp_path: Path,
     assert {c["node_ip"] for c in calls} == {"127.0.0.1"}
     assert {(c["auth_mode"], c["token_mode"]) for c in calls} == {("token", "0o600")}
     assert os.environ["RAY_AUTH_MODE"] == "disabled"  # the caller's environment is restored
+
+
+def test_background_reports_do_not_block_the_trial_and_all_arrive_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Tune report waits for the driver; the trial only queues it. Leaving the block sends everything, in order,
+    and re-raises a report's error."""
+    from ray import tune
+
+    driver_ready, sent = threading.Event(), []
+
+    def report(result: dict[str, Any]) -> None:
+        driver_ready.wait(timeout=30)
+        if result["i"] == "bad":
+            raise RuntimeError("the session ended")
+        sent.append(result["i"])
+
+    monkeypatch.setattr(tune, "report", report)
+    with E._BackgroundReports() as queue_report:
+        for i in range(20):
+            queue_report({"i": i})  # returns although no report can reach the driver yet
+        assert sent == []
+        driver_ready.set()
+    assert sent == list(range(20))
+    with pytest.raises(RuntimeError, match="the session ended"):
+        with E._BackgroundReports() as queue_report:
+            queue_report({"i": "bad"})
