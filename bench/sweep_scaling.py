@@ -262,6 +262,28 @@ def render_readme(serial: dict[str, Any], ray_run: dict[str, Any], same: bool, l
     return "\n".join(lines), ratio, even
 
 
+KEPT = ("readme-serial", "readme-ray", "serial", "ray", "bench-sweep.toml")
+"""What this benchmark writes into a ``--keep`` folder (and replaces there on the next run)."""
+
+
+def keep_folder(path: Path) -> Path:
+    """``--keep DIR``: empty, new, or one this benchmark wrote before (its own entries are replaced); anything
+    else is refused rather than deleted."""
+    if path.exists():
+        other = sorted(p.name for p in path.iterdir() if p.name not in KEPT)
+        if not path.is_dir() or other:
+            raise SystemExit(f"sweep_scaling: --keep {path}: not a folder this benchmark wrote (holds {other[:3]}); "
+                             "give a new or empty folder")
+        for name in KEPT:
+            target = path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = C.parser(__doc__)
     p.add_argument("--epochs", type=int, default=6, help="epochs per learn task of the 4-trial scenario (default 6)")
@@ -283,9 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     heads, blocks = [], []
     with contextlib.ExitStack() as stack:
         if args.keep:
-            shutil.rmtree(args.keep, ignore_errors=True)
-            args.keep.mkdir(parents=True)
-            folder = args.keep
+            folder = keep_folder(args.keep)
         else:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="clu-bench-sweep-")))
         if not args.no_readme:

@@ -4,7 +4,7 @@ a 32-unit MLP, one class request after each task from the 2nd on), and a reader 
 import csv
 from pathlib import Path
 
-from clu.results import FINAL
+from clu.records import FINAL
 
 TINY = """
 name = "tiny"

@@ -95,10 +95,15 @@ class _BackgroundReports:
     """``ray.tune.report`` from a thread of its own, in order. A function trainable reports synchronously: each
     report waits until the driver has taken the result before it, a round trip of milliseconds (more while the
     driver writes its logs), which a trial reporting in line would spend idle, once per event. Queued here, the
-    trial goes on computing; leaving the block waits until every result is reported (and re-raises a report's
-    error). If the worker dies first, what did not reach the driver is recovered from the trials' ``done.json``."""
+    trial goes on computing; leaving the block waits until every result is reported. A report that fails ends the
+    reporting (later results are dropped) but not the trial that happens to be running: the error is raised when
+    the block is left, after the pack. If the worker dies first, the queued results are lost: the trials'
+    outcomes are recovered from their ``done.json``, their per-event values stay in their metrics.csv only."""
 
     def __init__(self) -> None:
+        from ray import tune  # in a Ray worker: Ray is there already
+
+        self._report = tune.report
         self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._send, name="clu-tune-report", daemon=True)
         self._error: BaseException | None = None
@@ -108,18 +113,14 @@ class _BackgroundReports:
         return self
 
     def __call__(self, result: dict[str, Any]) -> None:
-        if self._error is not None:
-            raise self._error
         self._queue.put(result)
 
     def _send(self) -> None:
-        from ray import tune
-
         while (result := self._queue.get()) is not None:
             if self._error is None:
                 try:
-                    tune.report(result)
-                except BaseException as e:  # noqa: BLE001 - handed to the trial's thread
+                    self._report(result)
+                except BaseException as e:  # noqa: BLE001 - raised in the trial's thread when the block ends
                     self._error = e
 
     def __exit__(self, *exc: object) -> None:

@@ -3,9 +3,9 @@
 A Tune trial costs a fixed amount besides its work (a placement group, an actor call, its result files), which
 dominates trials of a second or two. So the Ray executor runs a **pack** of trials as one Tune trial: trials of
 the same (scenario, seed), in plan order (the oracle first). Packs shrink as the sweep goes on (guided
-scheduling): a pack holds at most 1 / (``PACKS_PER_SLOT`` × slots) of the trials not yet packed, so the first
-packs are long (few Tune trials) and the last ones a trial or two, and the slots finish together instead of one
-waiting for the other's last long pack. Each trial of a pack keeps its own folder, ``done.json``, attempts and
+scheduling): a pack holds at most 1 / (``PACKS_PER_SLOT`` × slots) of the trials not yet packed when it is cut,
+so the first packs are long (few Tune trials) and the last ones a single trial, and the slots finish together
+instead of one waiting for the other's last long pack. Each trial of a pack keeps its own folder, ``done.json``, attempts and
 progress line: packing changes how work reaches the workers, never what a trial writes.
 """
 
@@ -51,23 +51,22 @@ class Pack:
 
 def pack_trials(todo: Sequence[Trial], slots: int, per_slot: int = PACKS_PER_SLOT) -> list[Pack]:
     """Cut the trials into packs, in order: the (scenario, seed) groups as they first appear in ``todo``, each
-    group's trials in ``todo`` order (the oracle first). A group is cut into near-equal consecutive packs of at
-    most ``ceil(R / (per_slot × slots))`` trials, R being the trials not yet packed when the group is reached."""
+    group's trials in ``todo`` order (the oracle first). Each pack holds at most ``ceil(R / (per_slot × slots))``
+    trials, R being the trials not yet packed when it is cut; within that bound a group's packs are near-equal."""
     groups: dict[tuple[str, int], list[Trial]] = {}
     for t in todo:
         groups.setdefault((t.scenario, t.seed), []).append(t)
+    share = max(1, per_slot) * max(1, slots)
     left = len(todo)
     packs: list[Pack] = []
     for trials in groups.values():
-        cap = max(1, math.ceil(left / (per_slot * max(1, slots))))
-        n = math.ceil(len(trials) / cap)
-        size, extra = divmod(len(trials), n)
-        start = 0
-        for k in range(n):
-            end = start + size + (k < extra)
-            packs.append(Pack(tuple(trials[start:end]), k + 1))
-            start = end
-        left -= len(trials)
+        start, index = 0, 1
+        while start < len(trials):
+            rest = len(trials) - start
+            cap = max(1, math.ceil(left / share))
+            size = math.ceil(rest / math.ceil(rest / cap))  # the rest in near-equal packs of at most cap
+            packs.append(Pack(tuple(trials[start:start + size]), index))
+            start, index, left = start + size, index + 1, left - size
     return packs
 
 

@@ -32,11 +32,16 @@ def _plan(tmp_path: Path, strategies: tuple[str, ...] = ("naive", "er"), seeds: 
 
 def test_packs_keep_every_trial_once_per_scenario_and_seed_in_plan_order(tmp_path: Path) -> None:
     trials = _plan(tmp_path, ("naive", "er", "er_ga"), (0, 1, 2)).trials  # 5 trials × 3 seeds
-    # guided: at most ceil(R / (per_slot × slots)) trials per pack, R = trials not yet packed (15, 10, 5)
-    for slots, per_slot, sizes in ((1, 1, [5, 5, 5]), (2, 2, [3, 2, 3, 2, 2, 2, 1]), (2, 8, [1] * 15),
-                                   (1, 3, [5, 3, 2, 2, 2, 1])):
+    # guided: at most ceil(R / (per_slot × slots)) trials per pack, R = trials not yet packed when it is cut;
+    # e.g. (2, 2): R = 15 → 3, 12 → 2 | 10 → 3, 7 → 2 | 5 → 2, 3 → 1, 2 → 1, 1 → 1
+    for slots, per_slot, sizes in ((1, 1, [5, 5, 5]), (2, 2, [3, 2, 3, 2, 2, 1, 1, 1]), (2, 8, [1] * 15),
+                                   (1, 3, [5, 3, 2, 2, 1, 1, 1])):
         packs = pack_trials(trials, slots, per_slot)
         assert [len(p.trials) for p in packs] == sizes
+        left = len(trials)
+        for p in packs:
+            assert len(p.trials) <= -(-left // (per_slot * slots))
+            left -= len(p.trials)
         assert sorted(t.id for p in packs for t in p.trials) == sorted(t.id for t in trials)
         for p in packs:
             assert len({(t.scenario, t.seed) for t in p.trials}) == 1
