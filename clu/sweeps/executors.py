@@ -191,6 +191,7 @@ def _ray_fit(todo: Sequence[Trial], out: Path, settings: dict[str, Any], req: Sw
              progress: Progress, tmpdir: Path | None) -> None:
     import ray  # deferred: a serial sweep never loads Ray
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
 
     common = {"logging_level": logging.WARNING, "log_to_driver": False}
     reload_ray_auth()
@@ -241,7 +242,9 @@ def _ray_fit(todo: Sequence[Trial], out: Path, settings: dict[str, Any], req: Sw
                 # a trial's own errors are retried inside its pack; Tune retries a pack whose worker died
                 failure_config=tune.FailureConfig(max_failures=req.retries),
                 verbose=0,
-                callbacks=[_Callback()],
+                # Tune's loggers: result.json only (Tune's results under OUT/tune/); its CSV and TensorBoard
+                # copies cost the driver about as much CPU again, taken from the trials on a small machine
+                callbacks=[_Callback(), JsonLoggerCallback()],
             ),
         )
         quiet = _QuietTrialErrors()
@@ -250,7 +253,7 @@ def _ray_fit(todo: Sequence[Trial], out: Path, settings: dict[str, Any], req: Sw
         try:
             # Tune's default keeps up to 200 trials pending (placement groups, actors) for autoscaling clusters;
             # here no more wait than there are slots to run them
-            with _environ({"TUNE_MAX_PENDING_TRIALS_PG": str(slots)}):
+            with _environ({"TUNE_MAX_PENDING_TRIALS_PG": str(slots), "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}):
                 tuner.fit()
         finally:
             controller_log.removeFilter(quiet)
