@@ -24,7 +24,8 @@ have at most that share of the remaining work left."""
 BREAK_EVEN_TRIALS = 16
 """Below this many trials to run, ``--executor auto`` runs a sweep in-process: Ray's fixed cost (import,
 ``ray.init``, each worker's torch and Avalanche import) outweighs what the second slot saves. Measured by
-``bench/sweep_scaling.py`` on 2 cores (bench/RESULTS.md, "break-even")."""
+``bench/sweep_scaling.py`` on 2 cores (bench/RESULTS.md, "break-even"): 16, 24 and 12 trials in its three runs
+of 2026-12-05 with the current packing (the machine's speed varied between them); this is their median."""
 
 
 @dataclass(frozen=True)
