@@ -206,39 +206,23 @@ class WandbTracker:
 
 
 class TuneTracker:
-    """A sweep trial's points to Ray Tune, one report per (strategy, step): Tune's callbacks, loggers and the
-    trial analysis see ``event_step``, ``event_kind``, ``strategy`` and the metrics. ``report`` sends one
-    result (default ``ray.tune.report``; the Ray executor passes its background reporter)."""
+    """A sweep trial's points to Ray Tune, one result per (strategy, step): Tune's callbacks, loggers and the
+    trial analysis see ``event_step``, ``event_kind``, ``strategy`` and the metrics. ``report`` sends one result
+    (the Ray executor's background reporter, which calls ``ray.tune.report``)."""
 
-    def __init__(self, report: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(self, report: Callable[[dict[str, Any]], None]) -> None:
         self.report = report
 
     def publish(self, points: Sequence[Point]) -> None:
-        report = self.report
-        if report is None:
-            from ray import tune
-
-            report = tune.report
         groups: dict[tuple[str, int, str], dict[str, float]] = defaultdict(dict)
         for p in points:
             groups[(p.strategy, p.step, p.kind)][p.metric] = p.value
         for (strategy, step, kind), values in groups.items():
-            report({"strategy": strategy, "event_step": step, "event_kind": kind, **values})
+            self.report({"strategy": strategy, "event_step": step, "event_kind": kind, **values})
 
     def close(self) -> None:
         pass
 
 
-def in_tune_session() -> bool:
-    """Whether this process runs a Ray Tune trial now (Ray is never imported here just to find out)."""
-    if "ray" not in sys.modules:
-        return False
-    try:
-        from ray.train._internal.session import get_session
-    except ImportError:  # a Ray without that module: no per-event reports, the trial's own report stays
-        return False
-    return get_session() is not None
-
-
 __all__ = ["LIVE_CSV", "TENSORBOARD_DIR", "TRACKERS", "CsvTracker", "Point", "Publisher", "TensorBoardTracker",
-           "Tracker", "TuneTracker", "WandbTracker", "check_log", "in_tune_session", "open_trackers"]
+           "Tracker", "TuneTracker", "WandbTracker", "check_log", "open_trackers"]

@@ -27,7 +27,7 @@ from clu.results import UnitSpec, write_atomic, write_json
 from clu.runconfig import run_config_from_toml
 from clu.runner import run
 from clu.sweeps.plan import DONE, read_done
-from clu.trackers import TuneTracker, in_tune_session
+from clu.trackers import TuneTracker
 
 
 Report = Callable[[dict[str, Any]], None]
@@ -39,7 +39,7 @@ def run_trial(spec: dict[str, Any], settings: dict[str, Any], report: Report | N
     ``spec`` is :meth:`clu.sweeps.plan.Trial.spec`; ``settings`` holds ``threads``, ``out`` (the sweep folder)
     and ``fail`` (the tests' failure injection, see :attr:`clu.sweeps.plan.SweepRequest.fail_trials`).
     Raises whatever the run raises (after writing ``error.txt`` into the trial folder). Returns the content
-    of ``done.json``. ``report`` (in a Ray Tune trial) sends its per-event measurements to Tune.
+    of ``done.json``. ``report`` (given in a Ray Tune trial) sends its per-event measurements to Tune.
     """
     folder = Path(spec["dir"])
     if folder.exists():
@@ -94,7 +94,7 @@ def _run(spec: dict[str, Any], settings: dict[str, Any], folder: Path, t0: float
     # a shadow unit is no reported row, so a run leaves it out of metrics.csv: its trial runs it as the folder's
     # oracle (it is one: a retrain), so that its records and margins are there to read back
     runs_as = replace(unit, role="oracle") if unit.role == "shadow" else unit
-    log = (*settings.get("log", ()), *([TuneTracker(report)] if report is not None or in_tune_session() else []))
+    log = (*settings.get("log", ()), *([TuneTracker(report)] if report is not None else []))
     before = torch.get_num_threads()
     try:
         with threadpool_limits(limits=threads):
